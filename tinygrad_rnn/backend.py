@@ -1,0 +1,125 @@
+"""Array modules, devices and dtypes.
+
+This is the only module that imports CuPy, and it does so lazily: importing
+tinygrad_rnn never probes for a GPU. Every other module asks here for the array
+module (``numpy`` or ``cupy``) that holds a given array, so one code path
+serves both devices (the ``get_array_module`` idiom of Chainer and DeZero).
+"""
+import numpy as np
+
+DEVICES = ("cpu", "cuda")
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int64 = np.dtype(np.int64)
+bool_ = np.dtype(np.bool_)
+SUPPORTED_DTYPES = (float32, float64, int64, bool_)
+DEFAULT_FLOAT = float32
+
+# Lossless widenings applied to arrays handed in by the user (PyTorch keeps
+# these dtypes; we support fewer, so we widen instead of refusing).
+_WIDEN = {"f": float32, "i": int64, "u": int64, "b": bool_}
+
+_cupy = None
+_cupy_error = None
+
+
+def _load_cupy():
+    """Import CuPy on first use; remember why it failed so errors can say."""
+    global _cupy, _cupy_error
+    if _cupy is None and _cupy_error is None:
+        try:
+            import cupy
+            cupy.cuda.runtime.getDeviceCount()
+            _cupy = cupy
+        except Exception as exc:  # ImportError, or CUDA runtime errors
+            _cupy_error = exc
+    return _cupy
+
+
+def cuda_available():
+    """True when CuPy imports and sees at least one CUDA device."""
+    return _load_cupy() is not None
+
+
+def cupy():
+    """The cupy module, or a RuntimeError saying why CUDA cannot be used."""
+    cp = _load_cupy()
+    if cp is None:
+        raise RuntimeError(
+            f"device 'cuda' requested but CUDA is unavailable ({_cupy_error!r}); "
+            "install the extra tinygrad_rnn[cuda12] or [cuda13] on a machine with an NVIDIA GPU")
+    return cp
+
+
+def check_device(device):
+    """Normalise a device name; ValueError for anything but 'cpu' or 'cuda'."""
+    if device is None:
+        return "cpu"
+    if isinstance(device, str) and device in DEVICES:
+        return device
+    raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+
+
+def device_of(array):
+    """'cpu' for a NumPy array, 'cuda' for a CuPy array."""
+    return "cpu" if isinstance(array, np.ndarray) else "cuda"
+
+
+def array_module(device):
+    """numpy for 'cpu', cupy for 'cuda'."""
+    return np if device == "cpu" else cupy()
+
+
+def get_array_module(array):
+    """The module (numpy or cupy) that owns ``array``."""
+    return np if isinstance(array, np.ndarray) else cupy()
+
+
+def check_dtype(dtype):
+    """Normalise a dtype-like (np.float32, 'float64', tg.int64, ...) to a supported np.dtype."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a NumPy dtype or its name, got {dtype!r}") from None
+    if dt not in SUPPORTED_DTYPES:
+        names = ", ".join(d.name for d in SUPPORTED_DTYPES)
+        raise TypeError(f"dtype {dt.name} is not supported; expected one of {names}")
+    return dt
+
+
+def infer_dtype(array, from_python):
+    """The dtype a new tensor gets when none is given, as in PyTorch.
+
+    Python floats become float32; NumPy arrays keep float32/float64/int64/bool
+    and are widened losslessly otherwise (float16 -> float32, int32 -> int64).
+    """
+    dt = array.dtype
+    if from_python and dt.kind == "f":
+        return DEFAULT_FLOAT
+    if dt in SUPPORTED_DTYPES:
+        return dt
+    if dt.kind in _WIDEN and dt.itemsize <= _WIDEN[dt.kind].itemsize:
+        return _WIDEN[dt.kind]
+    raise TypeError(f"cannot make a tensor from an array of dtype {dt}; "
+                    f"expected one of {', '.join(d.name for d in SUPPORTED_DTYPES)}")
+
+
+def to_device(array, device):
+    """Move an array to ``device`` (a no-op when it is already there)."""
+    if device == "cpu":
+        return array if isinstance(array, np.ndarray) else array.get()
+    return cupy().asarray(array)
+
+
+def is_float(dtype):
+    return dtype.kind == "f"
+
+
+def index_add(out, index, values):
+    """``out[index] += values`` in place, adding (not overwriting) at repeated indices."""
+    if isinstance(out, np.ndarray):
+        np.add.at(out, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(out, index, values)

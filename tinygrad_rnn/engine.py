@@ -1,0 +1,222 @@
+"""The backward pass: reverse mode over the recorded graph, without recursion.
+
+Nodes are visited from a heap ordered by generation (a node's generation is
+one more than its inputs' largest), so each node runs once, after every node
+that consumes its outputs, however long the graph is (DeZero's scheme). The
+gradients waiting for a node live in a dict local to the pass; after a node
+has run, its saved arrays and input links are freed unless ``retain_graph``.
+"""
+import heapq
+import itertools
+
+import numpy as np
+
+from . import backend
+from .function import _check_finite, _state
+from .tensor import Tensor
+
+_tick = itertools.count().__next__   # tie-breaker: nodes themselves are not ordered
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
+    """Accumulate the gradients of ``tensors`` into the ``.grad`` of every leaf
+    that requires grad. ``grad_tensors`` (one per tensor) may be omitted for
+    one-element outputs. ``create_graph=True`` records the backward pass itself,
+    so the gradients can be differentiated again."""
+    roots = _seed(tensors, grad_tensors, create_graph, "backward")
+    _run(roots, create_graph if retain_graph is None else retain_graph, create_graph, None)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """Gradients of ``outputs`` with respect to ``inputs``, returned as a tuple
+    (no ``.grad`` is touched). An input that the outputs do not depend on gives
+    None with ``allow_unused=True`` and an error otherwise."""
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: inputs[{i}] is a {type(t).__name__}, expected a Tensor")
+        if not t.requires_grad:
+            raise ValueError(f"grad: inputs[{i}] does not require grad")
+    capture = _Capture(inputs)
+    roots = _seed(outputs, grad_outputs, create_graph, "grad")
+    _run(roots, create_graph if retain_graph is None else retain_graph, create_graph, capture)
+    results = []
+    for i, g in enumerate(capture.results):
+        if g is None and not allow_unused:
+            raise ValueError(f"grad: inputs[{i}] was not used to compute the outputs; "
+                             "pass allow_unused=True to get None for it")
+        results.append(g if g is None or create_graph else Tensor._make(g, False, None, 0))
+    return tuple(results)
+
+
+class _Capture:
+    """Where tg.grad collects the gradients of its inputs instead of ``.grad``."""
+
+    def __init__(self, inputs):
+        self.results = [None] * len(inputs)
+        self.leaves = {id(t): i for i, t in enumerate(inputs) if t.grad_fn is None}
+        self.nodes = {}
+        for i, t in enumerate(inputs):
+            if t.grad_fn is not None:
+                self.nodes.setdefault(t.grad_fn, []).append((t._index, i))
+
+    def add(self, slot, g):
+        old = self.results[slot]
+        self.results[slot] = g if old is None else old + g
+
+
+def _seed(tensors, grads, create_graph, name):
+    """Pair each root tensor with its starting gradient (an array, or a Tensor under create_graph)."""
+    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if grads is None:
+        grads = [None] * len(tensors)
+    elif isinstance(grads, Tensor) or not isinstance(grads, (list, tuple)):
+        grads = [grads]
+    if len(grads) != len(tensors):
+        raise ValueError(f"{name}: got {len(grads)} gradients for {len(tensors)} outputs")
+    roots = []
+    for i, (t, g) in enumerate(zip(tensors, grads)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: outputs[{i}] is a {type(t).__name__}, expected a Tensor")
+        if not t.requires_grad:
+            raise RuntimeError(f"{name}: outputs[{i}] does not require grad and has no grad_fn "
+                               "(was it computed under no_grad, or from inputs that do not require grad?)")
+        if g is None:
+            if t.size != 1:
+                raise RuntimeError(f"{name}: a gradient can be implied only for one-element outputs; "
+                                   f"outputs[{i}] has shape {t.shape}, so pass its gradient explicitly")
+            g = Tensor._make(backend.get_array_module(t.data).ones_like(t.data), False, None, 0)
+        elif not isinstance(g, Tensor):
+            g = Tensor(g, dtype=t.dtype, device=t.device)
+        if g.shape != t.shape:
+            raise ValueError(f"{name}: gradient {i} has shape {g.shape}, expected {t.shape} like its output")
+        if g.device != t.device:
+            raise ValueError(f"{name}: gradient {i} is on {g.device}, its output on {t.device}")
+        g = g.astype(t.dtype) if create_graph else g.data.astype(t.dtype, copy=False)
+        roots.append((t, g))
+    return roots
+
+
+def _run(roots, retain_graph, create_graph, capture):
+    pending = {}   # node -> gradients of its outputs gathered so far
+    heap = []
+    for t, g in roots:
+        _deliver(t, g, pending, heap, create_graph, capture)
+    previous_mode = _state.enabled
+    _state.enabled = create_graph
+    try:
+        while heap:
+            node = heapq.heappop(heap)[2]
+            grads = pending.pop(node)
+            if (node.inputs is None or node._out_hooks or node._retained or capture is not None
+                    or (node.n_outputs > 1 and any(g is None for g in grads))):
+                _complete(node, grads, create_graph, capture)
+            node._graph_mode = create_graph
+            try:
+                result = node.backward(node, *grads)
+            finally:
+                node._graph_mode = False
+            if type(result) is not tuple:
+                result = (result,)
+            if len(result) != len(node.inputs) or _state.anomaly:
+                _check_result(node, result)
+            for i, (inp, g, needed) in enumerate(zip(node.inputs, result, node.needs_input_grad)):
+                if g is None or not needed:
+                    continue
+                if create_graph:
+                    if not isinstance(g, Tensor):
+                        raise RuntimeError(f"{type(node).__name__}.backward returned an array for input {i} under "
+                                           "create_graph=True; write it with ctx.xp and operators so it can be "
+                                           "differentiated again")
+                elif type(g) is not np.ndarray:
+                    g = _plain_array(g)
+                if g.shape != inp.shape:
+                    raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {g.shape} "
+                                       f"for input {i}, expected {inp.shape}")
+                if g.dtype != inp.dtype:
+                    g = g.astype(inp.dtype)
+                _deliver(inp, g, pending, heap, create_graph, capture)
+            if not retain_graph:
+                node.release()
+    finally:
+        _state.enabled = previous_mode
+
+
+def _deliver(t, g, pending, heap, create_graph, capture):
+    """Add ``g`` to what ``t``'s node has gathered (queueing the node), or to a leaf."""
+    node = t.grad_fn
+    if node is None:
+        _deliver_to_leaf(t, g, create_graph, capture)
+        return
+    slots = pending.get(node)
+    if slots is None:
+        slots = pending[node] = [None] * node.n_outputs
+        heapq.heappush(heap, (-node.generation, _tick(), node))
+    old = slots[t._index]
+    slots[t._index] = g if old is None else old + g
+
+
+def _complete(node, grads, create_graph, capture):
+    """Fill in zeros for unused outputs, run output hooks and retain_grad, capture for tg.grad."""
+    if node.inputs is None:
+        raise RuntimeError(
+            f"{type(node).__name__}: trying to backward through the graph a second time, but its saved "
+            "arrays were freed; pass retain_graph=True to the first backward if you need to")
+    for i, g in enumerate(grads):
+        if g is None:
+            zeros = backend.get_array_module(node._out_arrays[i]).zeros_like(node._out_arrays[i])
+            grads[i] = Tensor._make(zeros, False, None, 0) if create_graph else zeros
+    if node._out_hooks:
+        for i, hooks in node._out_hooks.items():
+            grads[i] = _run_hooks(hooks, grads[i], create_graph)
+    if node._retained:
+        for i, ref in node._retained.items():
+            t = ref()
+            if t is not None:
+                t.grad = grads[i] if create_graph else Tensor._make(grads[i], False, None, 0)
+    if capture is not None and node in capture.nodes:
+        for index, slot in capture.nodes[node]:
+            capture.add(slot, grads[index])
+
+
+def _check_result(node, result):
+    name = type(node).__name__
+    if len(result) != len(node.inputs):
+        raise RuntimeError(f"{name}.backward returned {len(result)} gradients, expected {len(node.inputs)} "
+                           "(one per argument of apply, None for those without a gradient)")
+    _check_finite(name, "backward", [r.data if isinstance(r, Tensor) else r for r in result], node._stack)
+
+
+def _run_hooks(hooks, g, create_graph):
+    for hook in list(hooks):
+        wrapped = g if create_graph else Tensor._make(g, False, None, 0)
+        new = hook(wrapped)
+        if new is not None:
+            if not isinstance(new, Tensor) or new.shape != wrapped.shape:
+                raise RuntimeError(f"hook {getattr(hook, '__name__', hook)} must return None or a Tensor of "
+                                   f"shape {wrapped.shape}, got {getattr(new, 'shape', type(new).__name__)}")
+            g = new if create_graph else new.data
+    return g
+
+
+def _deliver_to_leaf(t, g, create_graph, capture):
+    if t._hooks:
+        g = _run_hooks(t._hooks, g, create_graph)
+    if capture is not None:
+        slot = capture.leaves.get(id(t))
+        if slot is not None:
+            capture.add(slot, g)
+        return
+    if create_graph:
+        t.grad = g if t.grad is None else t.grad + g
+    else:
+        total = g.copy() if t.grad is None else t.grad.data + g
+        t.grad = Tensor._make(_plain_array(total), False, None, 0)
+
+
+def _plain_array(g):
+    """An array from what a plain backward returned (NumPy makes scalars of 0-d results)."""
+    if isinstance(g, Tensor):
+        return g.data
+    return np.asarray(g) if isinstance(g, np.generic) else g

@@ -1,0 +1,11 @@
+"""The primitive ops: each a Function with its derivative beside it."""
+from .elementwise import (Abs, Add, Cast, Clip, Div, Exp, Log, Maximum, Minimum, Mul, Neg, Pow, Relu,
+                          Sigmoid, Softplus, Sqrt, Sub, Tanh, ToDevice, Where)
+from .linalg import MatMul
+from .reduce import Max, Min, Sum
+from .shape import BroadcastTo, Concatenate, GetItem, IndexAdd, Reshape, Split, Transpose, sum_to
+
+__all__ = ["Abs", "Add", "BroadcastTo", "Cast", "Clip", "Concatenate", "Div", "Exp", "GetItem", "IndexAdd",
+           "Log", "MatMul", "Max", "Maximum", "Min", "Minimum", "Mul", "Neg", "Pow", "Relu", "Reshape",
+           "Sigmoid", "Softplus", "Split", "Sqrt", "Sub", "Sum", "Tanh", "ToDevice", "Transpose", "Where",
+           "sum_to"]

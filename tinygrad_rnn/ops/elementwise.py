@@ -1,0 +1,312 @@
+"""Elementwise ops, each beside its derivative.
+
+Binary ops broadcast as NumPy does; ``sum_to`` folds the gradient back to each
+input's shape. Either argument of a binary op may be a Python scalar, which is
+a constant (its gradient slot is None).
+"""
+import math
+
+from .. import backend
+from ..function import Function
+from ..tensor import Tensor
+from .shape import sum_to
+
+
+def _shape(x):
+    return x.shape if hasattr(x, "shape") else ()
+
+
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = _shape(a), _shape(b)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        na, nb = ctx.needs_input_grad
+        sa, sb = ctx.shapes
+        return sum_to(g, sa) if na else None, sum_to(g, sb) if nb else None
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = _shape(a), _shape(b)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        na, nb = ctx.needs_input_grad
+        sa, sb = ctx.shapes
+        return sum_to(g, sa) if na else None, sum_to(-g, sb) if nb else None
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        return sum_to(g * b, a.shape) if na else None, sum_to(g * a, b.shape) if nb else None
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = sum_to(g / b, a.shape) if na else None
+        gb = sum_to(-g * a / (b * b), b.shape) if nb else None
+        return ga, gb
+
+
+class Pow(Function):
+    """``a ** b``: d/da = b a^(b-1), d/db = a^b log a."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        out = a ** b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = sum_to(g * b * a ** (b - 1), a.shape) if na else None
+        log_a = ctx.xp.log(a) if hasattr(a, "shape") else math.log(a)
+        gb = sum_to(g * out * log_a, b.shape) if nb else None
+        return ga, gb
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return -a
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = backend.get_array_module(a).exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        out, = ctx.saved_tensors
+        return g * out
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return backend.get_array_module(a).log(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, = ctx.saved_tensors
+        return g / a
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = backend.get_array_module(a).sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        out, = ctx.saved_tensors
+        return g / (2 * out)
+
+
+class Abs(Function):
+    """|a|, with gradient sign(a) (0 at 0, as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return backend.get_array_module(a).abs(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, = ctx.saved_tensors
+        return g * ctx.xp.sign(a)
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = backend.get_array_module(a).tanh(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        out, = ctx.saved_tensors
+        return g * (1 - out * out)
+
+
+def sigmoid_array(a):
+    """1 / (1 + e^-a), computed as (1 + tanh(a/2)) / 2 so it never overflows."""
+    return 0.5 * backend.get_array_module(a).tanh(0.5 * a) + 0.5
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = sigmoid_array(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        out, = ctx.saved_tensors
+        return g * out * (1 - out)
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, a):
+        out = backend.get_array_module(a).maximum(a, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        out, = ctx.saved_tensors
+        return ctx.xp.where(out > 0, g, 0)
+
+
+class Softplus(Function):
+    """log(1 + e^a), computed as logaddexp(0, a); its derivative is sigmoid(a)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return backend.get_array_module(a).logaddexp(0, a)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, = ctx.saved_tensors
+        return g * (Sigmoid.apply(a) if isinstance(a, Tensor) else sigmoid_array(a))
+
+
+class Maximum(Function):
+    """Elementwise max; at ties each input gets half the gradient (as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return backend.get_array_module(a).maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _select_grads(ctx, g, lambda a, b: a > b)
+
+
+class Minimum(Function):
+    """Elementwise min; at ties each input gets half the gradient (as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return backend.get_array_module(a).minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _select_grads(ctx, g, lambda a, b: a < b)
+
+
+def _select_grads(ctx, g, a_wins):
+    a, b = ctx.saved_tensors
+    na, nb = ctx.needs_input_grad
+    xp = ctx.xp
+    tie = g * 0.5
+    win_a, tied = a_wins(a, b), a == b
+    ga = sum_to(xp.where(win_a, g, xp.where(tied, tie, 0)), a.shape) if na else None
+    gb = sum_to(xp.where(win_a, 0, xp.where(tied, tie, g)), b.shape) if nb else None
+    return ga, gb
+
+
+class Where(Function):
+    """``a`` where ``cond`` holds, else ``b``; ``cond`` is a constant bool array."""
+
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.save_for_backward(cond)
+        ctx.shapes = _shape(a), _shape(b)
+        return backend.get_array_module(cond).where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        cond, = ctx.saved_tensors
+        _, na, nb = ctx.needs_input_grad
+        sa, sb = ctx.shapes
+        xp = ctx.xp
+        ga = sum_to(xp.where(cond, g, 0), sa) if na else None
+        gb = sum_to(xp.where(cond, 0, g), sb) if nb else None
+        return None, ga, gb
+
+
+class Clip(Function):
+    """Clamp to [lo, hi] (either may be None); the gradient passes where lo <= a <= hi."""
+
+    @staticmethod
+    def forward(ctx, a, lo, hi):
+        ctx.save_for_backward(a)
+        ctx.lo, ctx.hi = lo, hi
+        return backend.get_array_module(a).clip(a, lo, hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, = ctx.saved_tensors
+        inside = g
+        if ctx.lo is not None:
+            inside = ctx.xp.where(a >= ctx.lo, inside, 0)
+        if ctx.hi is not None:
+            inside = ctx.xp.where(a <= ctx.hi, inside, 0)
+        return inside, None, None
+
+
+class Cast(Function):
+    """Change the float dtype; the gradient goes back in the input's dtype."""
+
+    @staticmethod
+    def forward(ctx, a, dtype):
+        ctx.in_dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.astype(ctx.in_dtype), None
+
+
+class ToDevice(Function):
+    """Copy to another device; the gradient is copied back."""
+
+    @staticmethod
+    def forward(ctx, a, device):
+        ctx.in_device = backend.device_of(a)
+        return backend.to_device(a, device)
+
+    @staticmethod
+    def backward(ctx, g):
+        return ToDevice.dispatch(g, ctx.in_device), None

@@ -1,0 +1,33 @@
+"""Matrix product with NumPy's matmul rules: 1-D operands, batches, broadcast batch dims."""
+from .. import backend
+from ..function import Function
+from .shape import sum_to
+
+
+class MatMul(Function):
+    """``a @ b``. With 2-D views A (.., n, k) and B (.., k, m) of the operands,
+    dA = G B^T and dB = A^T G, each summed back over broadcast batch dims."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: operands must have at least 1 dim, got shapes {a.shape} and {b.shape}")
+        k_a, k_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
+        if k_a != k_b:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({k_a} != {k_b})")
+        ctx.save_for_backward(a, b)
+        return backend.get_array_module(a).matmul(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        a2 = a.reshape((1, a.shape[0])) if a.ndim == 1 else a
+        b2 = b.reshape((b.shape[0], 1)) if b.ndim == 1 else b
+        if b.ndim == 1:
+            g = g.reshape(g.shape + (1,))
+        if a.ndim == 1:
+            g = g.reshape(g.shape[:-2] + (1,) + g.shape[-1:] if b.ndim == 1 else g.shape[:-1] + (1, g.shape[-1]))
+        ga = sum_to(g @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape) if na else None
+        gb = sum_to(a2.swapaxes(-1, -2) @ g, b2.shape).reshape(b.shape) if nb else None
+        return ga, gb

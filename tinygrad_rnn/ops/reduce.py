@@ -1,0 +1,63 @@
+"""Reductions over axes: sum, and max/min (amax semantics: ties share the gradient)."""
+from ..function import Function
+
+
+def normalize_axes(axis, ndim, op):
+    """``axis`` (None, int or tuple, negatives allowed) as a sorted tuple of axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for ax in axes:
+        if not isinstance(ax, int) or not -ndim <= ax < max(ndim, 1):
+            raise ValueError(f"{op}: axis {ax} is out of range for a tensor of {ndim} dims")
+        out.append(ax % ndim if ndim else 0)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: axis {axis} repeats an axis")
+    return tuple(sorted(out))
+
+
+def kept_shape(shape, axes):
+    """``shape`` with the reduced ``axes`` kept as size 1."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdims):
+        ctx.in_shape, ctx.axes = a.shape, axes
+        return a.sum(axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.reshape(kept_shape(ctx.in_shape, ctx.axes))
+        return ctx.xp.broadcast_to(g, ctx.in_shape), None, None
+
+
+class _Extreme(Function):
+    """max or min over axes; every element equal to the extreme gets an equal share."""
+    reduce = None
+
+    @classmethod
+    def forward(cls, ctx, a, axes, keepdims):
+        if a.size == 0:
+            raise ValueError(f"{cls.__name__.lower()}: cannot reduce an empty tensor of shape {a.shape}")
+        ctx.axes = axes
+        out = getattr(a, cls.reduce)(axis=axes, keepdims=True)
+        ctx.save_for_backward(a, out)
+        return out if keepdims else out.reshape([n for i, n in enumerate(out.shape) if i not in axes])
+
+    @staticmethod
+    def backward(ctx, g):
+        a, out = ctx.saved_tensors
+        hit = (a == out).astype(g.dtype)
+        g = g.reshape(out.shape)
+        return g * hit / hit.sum(axis=ctx.axes, keepdims=True), None, None
+
+
+class Max(_Extreme):
+    reduce = "max"
+
+
+class Min(_Extreme):
+    reduce = "min"
