@@ -137,9 +137,9 @@ class Function:
         raise NotImplementedError(f"{type(ctx).__name__} defines no backward")
 
     def save_for_backward(self, *arrays):
-        """Keep arrays for backward. Save inputs or outputs of forward: under
-        create_graph they come back as the matching Tensors so that the second
-        derivative flows through them; any other saved array is a constant."""
+        """Keep arrays for backward. Save inputs or outputs of forward (recompute
+        anything else in backward): under create_graph they come back as the
+        matching Tensors, so the second derivative flows through them."""
         self._saved = arrays
 
     @property
@@ -164,7 +164,11 @@ class Function:
         for i, out in enumerate(self._out_arrays):
             if out is array:
                 return Tensor._make(array, True, self, i)
-        return array if not hasattr(array, "dtype") else Tensor._make(array, False, None, 0)
+        if not hasattr(array, "dtype"):
+            return array            # a Python number: a constant
+        raise RuntimeError(
+            f"{type(self).__name__} saved an array that is neither an input nor an output of forward, so "
+            "create_graph=True cannot differentiate through it; save the inputs and recompute it in backward")
 
     @classmethod
     def apply(cls, *args, **kwargs):

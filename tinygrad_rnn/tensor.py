@@ -32,8 +32,9 @@ class Tensor:
         from_python = not _is_array(data)
         if from_python:
             data = np.asarray(data)
-            if data.dtype == object:
-                raise TypeError("tensor: data must be numbers, nested sequences of numbers or an array")
+            if data.dtype.kind not in "biuf":
+                raise TypeError(f"tensor: data must be real numbers, nested sequences of them or an array; "
+                                f"got values of dtype {data.dtype}")
         dt = backend.check_dtype(dtype) if dtype is not None else backend.infer_dtype(data, from_python)
         data = backend.to_device(data, device)
         self.data = data.astype(dt, copy=False) if data.dtype != dt else data
@@ -328,6 +329,9 @@ class Tensor:
 
     def __pos__(self):
         return self
+
+    def __abs__(self):
+        return _ops.Abs.apply(self)
 
     # Comparisons and logic give bool tensors outside the graph.
     def __lt__(self, other):

@@ -84,9 +84,12 @@ class Pow(Function):
         a, b, out = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
         ga = sum_to(g * b * a ** (b - 1), a.shape) if na else None
-        log_a = ctx.xp.log(a) if hasattr(a, "shape") else math.log(a)
-        gb = sum_to(g * out * log_a, b.shape) if nb else None
+        gb = sum_to(g * out * _log(ctx.xp, a), b.shape) if nb else None
         return ga, gb
+
+
+def _log(xp, a):
+    return xp.log(a) if hasattr(a, "shape") else math.log(a)
 
 
 class Neg(Function):

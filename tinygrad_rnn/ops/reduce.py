@@ -43,16 +43,16 @@ class _Extreme(Function):
         if a.size == 0:
             raise ValueError(f"{cls.__name__.lower()}: cannot reduce an empty tensor of shape {a.shape}")
         ctx.axes = axes
-        out = getattr(a, cls.reduce)(axis=axes, keepdims=True)
+        out = getattr(a, cls.reduce)(axis=axes, keepdims=keepdims)
         ctx.save_for_backward(a, out)
-        return out if keepdims else out.reshape([n for i, n in enumerate(out.shape) if i not in axes])
+        return out
 
     @staticmethod
     def backward(ctx, g):
         a, out = ctx.saved_tensors
-        hit = (a == out).astype(g.dtype)
-        g = g.reshape(out.shape)
-        return g * hit / hit.sum(axis=ctx.axes, keepdims=True), None, None
+        shape = kept_shape(a.shape, ctx.axes)
+        hit = (a == out.reshape(shape)).astype(g.dtype)
+        return g.reshape(shape) * hit / hit.sum(axis=ctx.axes, keepdims=True), None, None
 
 
 class Max(_Extreme):
