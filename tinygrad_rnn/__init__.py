@@ -14,11 +14,13 @@ from .function import (Function, detect_anomaly, enable_grad, is_anomaly_enabled
                        set_grad_enabled)
 from .tensor import Tensor
 from .xp import (abs, broadcast_to, chunk, clip, exp, log, matmul, max, maximum, mean, min, minimum, relu,
-                 reshape, sigmoid, softplus, split, sqrt, squeeze, stack, sum, tanh, transpose, var, where)
+                 reshape, sigmoid, softplus, split, sqrt, squeeze, stack, sum, tanh, transpose, unbind, var, where)
 from .xp import concatenate as cat
 from .xp import expand_dims as unsqueeze
 from . import functional  # noqa: E402
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck  # noqa: E402
+from .serialization import load, save  # noqa: E402
+from . import nn, optim  # noqa: E402
 
 clamp = clip
 permute = transpose

@@ -210,9 +210,12 @@ def _deliver_to_leaf(t, g, create_graph, capture):
         return
     if create_graph:
         t.grad = g if t.grad is None else t.grad + g
+    elif t.grad is None:
+        t.grad = Tensor._make(_plain_array(g).copy(), False, None, 0)   # a copy: g may be shared
+    elif t.grad.shape == t.shape and t.grad.dtype == t.dtype and t.grad.grad_fn is None:
+        t.grad.data += g     # in place, as PyTorch: a weight shared by T steps costs no new arrays
     else:
-        total = g.copy() if t.grad is None else t.grad.data + g
-        t.grad = Tensor._make(_plain_array(total), False, None, 0)
+        t.grad = Tensor._make(_plain_array(t.grad.data + g), False, None, 0)
 
 
 def _plain_array(g):

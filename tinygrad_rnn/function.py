@@ -149,6 +149,11 @@ class Function:
         return tuple(self._as_graph_tensor(a) for a in self._saved)
 
     @property
+    def create_graph(self):
+        """True while this node's backward runs under create_graph=True (its inputs are Tensors)."""
+        return self._graph_mode
+
+    @property
     def xp(self):
         """numpy or cupy in a plain backward; tinygrad_rnn.xp under create_graph."""
         if self._graph_mode:
@@ -228,9 +233,9 @@ class Function:
         return cls.forward(cls(), *args, **kwargs)
 
     def release(self):
-        """Drop the inputs and saved arrays once backward no longer needs them."""
-        self.inputs = None
-        self._saved = self._out_arrays = ()
+        """Forget everything forward stored (inputs, saved arrays, attributes set
+        on ctx) once backward no longer needs it; ``inputs`` reads None after."""
+        self.__dict__.clear()
 
 
 def _as_array(out, cls):

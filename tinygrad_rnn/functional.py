@@ -131,16 +131,21 @@ def binary_cross_entropy_with_logits(x, target, reduction="mean"):
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
 
-def embedding(ids, weight):
+def embedding(ids, weight, padding_idx=None):
     """Rows of ``weight`` (V, E) picked by integer ``ids`` (any shape) -> (*ids.shape, E).
-    Rows picked several times accumulate their gradients."""
+    Rows picked several times accumulate their gradients; positions holding
+    ``padding_idx`` pass no gradient to its row."""
     ids = _check_tensor(ids, "embedding", "ids")
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: ids must be integers, got {ids.dtype.name}")
     if ids.size and (int(ids.data.min()) < 0 or int(ids.data.max()) >= weight.shape[0]):
         raise ValueError(f"embedding: ids must be in [0, {weight.shape[0]}), got values in "
                          f"[{int(ids.data.min())}, {int(ids.data.max())}]")
-    return weight[ids]
+    out = weight[ids]
+    if padding_idx is None:
+        return out
+    keep = Tensor._make((ids.data != padding_idx)[..., None], False, None, 0)
+    return _xp.where(keep, out, out.detach())
 
 
 def one_hot(ids, num_classes=-1):

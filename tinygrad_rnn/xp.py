@@ -245,7 +245,13 @@ def concatenate(tensors, axis=0, dim=None):
 def stack(tensors, axis=0, dim=None):
     """Join along a new axis; all shapes must be equal."""
     axis = _check_join(tensors, _axis(axis, dim, 0), "stack", same_shape=True)
-    return concatenate([expand_dims(t, axis) for t in tensors], axis)
+    return ops.Stack.apply(*tensors, axis=axis)
+
+
+def unbind(x, axis=0, dim=None):
+    """The slices of ``x`` along ``axis``, with that axis removed (one graph node for all)."""
+    axis = normalize_axes(_axis(axis, dim, 0), x.ndim, "unbind")[0]
+    return list(ops.Unbind.apply(_tensor(x, "unbind"), axis)) if x.shape[axis] > 1 else [squeeze(x, axis)]
 
 
 def split(x, sections, axis=0, dim=None):

@@ -3,9 +3,10 @@ from .elementwise import (Abs, Add, Cast, Clip, Div, Exp, Log, Maximum, Minimum,
                           Sigmoid, Softplus, Sqrt, Sub, Tanh, ToDevice, Where)
 from .linalg import MatMul
 from .reduce import Max, Min, Sum
-from .shape import BroadcastTo, Concatenate, GetItem, IndexAdd, Reshape, Split, Transpose, sum_to
+from .shape import BroadcastTo, Concatenate, GetItem, IndexAdd, Reshape, Split, Stack, Transpose, Unbind, sum_to
 
 __all__ = ["Abs", "Add", "BroadcastTo", "Cast", "Clip", "Concatenate", "Div", "Exp", "GetItem", "IndexAdd",
            "Log", "MatMul", "Max", "Maximum", "Min", "Minimum", "Mul", "Neg", "Pow", "Relu", "Reshape",
-           "Sigmoid", "Softplus", "Split", "Sqrt", "Sub", "Sum", "Tanh", "ToDevice", "Transpose", "Where",
+           "Sigmoid", "Softplus", "Split", "Sqrt", "Stack", "Sub", "Sum", "Tanh", "ToDevice", "Transpose", "Unbind",
+           "Where",
            "sum_to"]

@@ -116,3 +116,30 @@ class Split(Function):
     @staticmethod
     def backward(ctx, *grads):
         return Concatenate.dispatch(*grads, axis=ctx.axis), None, None
+
+
+class Stack(Function):
+    """Join arrays of one shape along a new ``axis``."""
+
+    @staticmethod
+    def forward(ctx, *arrays, axis):
+        ctx.axis = axis
+        return backend.get_array_module(arrays[0]).stack(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        return Unbind.dispatch(g, ctx.axis)
+
+
+class Unbind(Function):
+    """The slices along ``axis``, that axis removed (one output each): a sequence's time steps."""
+
+    @staticmethod
+    def forward(ctx, a, axis):
+        ctx.axis = axis
+        lead = (slice(None),) * axis
+        return tuple(a[lead + (i,)] for i in range(a.shape[axis]))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return Stack.dispatch(*grads, axis=ctx.axis), None

@@ -1,0 +1,75 @@
+"""Basic layers: Linear, Embedding, Dropout."""
+import math
+
+from .. import creation
+from .. import functional as F
+from . import init
+from .module import Module, Parameter
+
+
+def new_parameter(*shape, device=None, dtype=None):
+    """An uninitialised (zero) parameter, to be filled by an initialiser."""
+    return Parameter(creation.zeros(*shape, dtype=dtype, device=device or "cpu"))
+
+
+class Linear(Module):
+    """y = x W^T + b.
+
+    Args: in_features, out_features, bias=True.
+    Shape: input (*, in_features) -> output (*, out_features).
+    Parameters: weight (out_features, in_features), bias (out_features,), both
+    drawn from U(-1/sqrt(in_features), 1/sqrt(in_features)) as in PyTorch.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, device=None, dtype=None):
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1 / math.sqrt(in_features) if in_features else 0.0
+        self.weight = init.uniform_(new_parameter(out_features, in_features, device=device, dtype=dtype),
+                                    -bound, bound)
+        self.bias = init.uniform_(new_parameter(out_features, device=device, dtype=dtype),
+                                  -bound, bound) if bias else None
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Embedding(Module):
+    """Rows of a (num_embeddings, embedding_dim) table picked by integer ids.
+
+    Shape: ids (*) -> (*, embedding_dim). The weight starts N(0, 1); the row at
+    ``padding_idx`` starts at zero and gets no gradient (as in PyTorch).
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, *, device=None, dtype=None):
+        if padding_idx is not None and not -num_embeddings <= padding_idx < num_embeddings:
+            raise ValueError(f"Embedding: padding_idx {padding_idx} is out of range for {num_embeddings} rows")
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.padding_idx = None if padding_idx is None else padding_idx % num_embeddings
+        self.weight = init.normal_(new_parameter(num_embeddings, embedding_dim, device=device, dtype=dtype))
+        if self.padding_idx is not None:
+            self.weight.data[self.padding_idx] = 0
+
+    def forward(self, ids):
+        return F.embedding(ids, self.weight, self.padding_idx)
+
+    def extra_repr(self):
+        pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
+
+
+class Dropout(Module):
+    """Inverted dropout with probability ``p`` while training; the identity in eval mode."""
+
+    def __init__(self, p=0.5):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"

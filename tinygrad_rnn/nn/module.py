@@ -1,0 +1,167 @@
+"""Module and Parameter: named, nested collections of trainable tensors.
+
+A Module finds its parameters and sub-modules by looking at its own attributes,
+in the order they were assigned (as PyTorch registers them), so a layer is
+just a class that assigns Parameters in ``__init__`` and computes in ``forward``.
+"""
+import numpy as np
+
+from .. import backend
+from ..function import no_grad
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module trains: a leaf that requires grad by default."""
+
+    __slots__ = ()
+
+    def __init__(self, data, requires_grad=True):
+        if isinstance(data, Tensor):
+            data = data.data
+        super().__init__(data, requires_grad=requires_grad)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    """Base class of layers. Subclasses assign Parameters and Modules as
+    attributes in ``__init__`` and define ``forward``; call the module to run it."""
+
+    training = True
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ----- traversal -----
+    def named_children(self):
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def children(self):
+        return (m for _, m in self.named_children())
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_parameters(self, prefix=""):
+        """(dotted name, Parameter) pairs, each parameter once, in assignment order."""
+        seen = set()
+        for mod_name, module in self.named_modules(prefix):
+            for name, value in vars(module).items():
+                if isinstance(value, Parameter) and id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{mod_name}.{name}" if mod_name else name), value
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    # ----- state -----
+    def state_dict(self):
+        """{dotted name: NumPy array copy} of every parameter."""
+        return {name: p.numpy().copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state, strict=True):
+        """Copy arrays (NumPy arrays, Tensors, or a PyTorch state dict converted to
+        NumPy) into the parameters, keeping each parameter's dtype and device.
+        ``strict`` requires the keys to match exactly; shapes must always match.
+        Returns (missing keys, unexpected keys)."""
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        wrong = [f"{k}: expected {own[k].shape}, got {tuple(np.shape(_host(v)))}"
+                 for k, v in state.items() if k in own and tuple(np.shape(_host(v))) != own[k].shape]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys {missing}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        if wrong:
+            problems.append(f"shape mismatch for {'; '.join(wrong)}")
+        if problems:
+            raise ValueError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
+        for k, v in state.items():
+            if k in own:
+                p = own[k]
+                p.data = backend.to_device(np.asarray(_host(v), dtype=p.dtype).copy(), p.device)
+        return missing, unexpected
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad = Tensor._make(p.grad.data * 0, False, None, 0)
+
+    def train(self, mode=True):
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, device=None, dtype=None):
+        """Move and/or cast every parameter in place (the Parameter objects stay the same)."""
+        dt = backend.check_dtype(dtype) if dtype is not None else None
+        if dt is not None and dt.kind != "f":
+            raise TypeError(f"Module.to: dtype must be a float dtype, got {dt.name}")
+        dev = backend.check_device(device) if device is not None else None
+        with no_grad():
+            for p in self.parameters():
+                data = p.data if dt is None else p.data.astype(dt)
+                p.data = data if dev is None else backend.to_device(data, dev)
+                p.grad = None
+        return self
+
+    # ----- printing -----
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        children = [f"  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in self.named_children()]
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        return head + (")" if not children else "\n" + "\n".join(children) + "\n)")
+
+
+class ModuleList(Module):
+    """A list of modules, registered under the names "0", "1", ... ."""
+
+    def __init__(self, modules=()):
+        for m in modules:
+            self.append(m)
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList holds Modules, got {type(module).__name__}")
+        setattr(self, str(len(self)), module)
+        return self
+
+    def __len__(self):
+        return sum(1 for _ in self.named_children())
+
+    def __getitem__(self, i):
+        return list(self.children())[i]
+
+    def __iter__(self):
+        return self.children()
+
+
+def _host(v):
+    if isinstance(v, Tensor):
+        return v.numpy()
+    if hasattr(v, "__cuda_array_interface__"):
+        return backend.to_device(v, "cpu")
+    if hasattr(v, "detach") and hasattr(v, "cpu"):      # a torch.Tensor
+        return v.detach().cpu().numpy()
+    return v

@@ -1,0 +1,221 @@
+"""Recurrent layers: any cell unrolled over time, stacked and run both ways.
+
+``unroll`` runs one cell over a sequence as ordinary graph ops (one input
+projection for all steps, one ``step`` per time step), so backpropagation through
+time is just the backward pass over the unrolled graph. ``Recurrent`` stacks
+layers and directions of any cell; ``RNN``, ``LSTM`` and ``GRU`` are Recurrent
+with PyTorch's cells, arguments and parameter names.
+
+Variable lengths follow PyTorch's packed sequences without packing: past a row's
+length its state stops changing and its outputs are exactly zero; the reverse
+direction starts at each row's own last valid step.
+"""
+import warnings
+
+import numpy as np
+
+from .. import backend
+from .. import functional as F
+from ..tensor import Tensor
+from ..xp import concatenate, stack, unbind, where
+from .cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
+from .module import Module
+
+
+def check_lengths(lengths, steps, batch, name="unroll"):
+    """``lengths`` as a host int array of shape (batch,) with 1 <= length <= steps, or None."""
+    if lengths is None:
+        return None
+    raw = lengths.numpy() if isinstance(lengths, Tensor) else backend.to_device(np.asarray(lengths), "cpu")
+    if raw.dtype.kind not in "iu":
+        raise TypeError(f"{name}: lengths must be integers, got dtype {raw.dtype}")
+    if raw.shape != (batch,):
+        raise ValueError(f"{name}: lengths has shape {raw.shape}, expected ({batch},), one per batch row")
+    if raw.size and (raw.min() < 1 or raw.max() > steps):
+        raise ValueError(f"{name}: lengths must be in [1, {steps}] (the sequence length), "
+                         f"got values in [{raw.min()}, {raw.max()}]")
+    return raw.astype(np.int64)
+
+
+def reverse_time(x, lengths):
+    """Reverse each row of x (T, B, ...) within its own length (padding stays in place)."""
+    if lengths is None:
+        return x[::-1]
+    steps = np.arange(x.shape[0])[:, None]
+    source = np.where(steps < lengths[None, :], lengths[None, :] - 1 - steps, steps)
+    rows = np.broadcast_to(np.arange(x.shape[1])[None, :], source.shape)
+    return x[backend.to_device(source, x.device), backend.to_device(rows, x.device)]
+
+
+def _map(state, fn, *others):
+    if isinstance(state, tuple):
+        return tuple(fn(*parts) for parts in zip(state, *others))
+    return fn(state, *others)
+
+
+def unroll(cell, x, state=None, lengths=None, reverse=False):
+    """Run ``cell`` over x (T, B, input_size); returns (outputs (T, B, out), final state).
+
+    ``lengths`` (B ints) freezes each row's state after its last valid step and
+    zeroes its later outputs; ``reverse`` runs from each row's last valid step back."""
+    steps, batch = x.shape[0], x.shape[1]
+    lengths = check_lengths(lengths, steps, batch)
+    if reverse:
+        x = reverse_time(x, lengths)
+    inputs = unbind(cell.project(x), axis=0)
+    state = cell.initial_state(batch, x) if state is None else state
+    valid = None if lengths is None else backend.to_device(np.arange(steps)[:, None] < lengths[None, :], x.device)
+    full_until = steps if lengths is None else int(lengths.min())
+    outputs = []
+    for t in range(steps):
+        new = cell.step(inputs[t], state)
+        out = cell.output(new)
+        if t >= full_until:             # some rows have ended: keep their state, zero their output
+            mask = Tensor._make(valid[t][:, None], False, None, 0)
+            new = _map(new, lambda n, o: where(mask, n, o), state)
+            out = where(mask, out, 0.0)
+        state = new
+        outputs.append(out)
+    out = stack(outputs, axis=0)
+    return (reverse_time(out, lengths) if reverse else out), state
+
+
+class Recurrent(Module):
+    """Layers and directions of any cell, with the options of PyTorch's RNN layers.
+
+    Args:
+        make_cell: ``make_cell(input_size, hidden_size)`` returns a new
+            :class:`~tinygrad_rnn.nn.cells.RecurrentCell`; one is made per layer and direction.
+        input_size, hidden_size, num_layers=1, bidirectional=False,
+        dropout=0.0 (on each layer's output but the last, while training), batch_first=False.
+
+    Each cell parameter ``name`` is registered as ``{name}_l{k}`` (``_reverse`` added for
+    the backward direction), PyTorch's naming, so state dicts carry over.
+
+    Shape: input (T, B, I) (or (B, T, I) with batch_first, or (T, I) unbatched) ->
+    output (T, B, D*out) and the final state, each part (num_layers*D, B, H).
+    """
+
+    def __init__(self, make_cell, input_size, hidden_size, num_layers=1, bidirectional=False, dropout=0.0,
+                 batch_first=False):
+        if num_layers < 1:
+            raise ValueError(f"{type(self).__name__}: num_layers must be at least 1, got {num_layers}")
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1], got {dropout}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(f"{type(self).__name__}: dropout={dropout} acts between layers, so it does nothing "
+                          "with num_layers=1", stacklevel=2)
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bidirectional, self.dropout, self.batch_first = bidirectional, dropout, batch_first
+        self._cells = []
+        size = input_size
+        for k in range(num_layers):
+            layer = []
+            for suffix in ("", "_reverse")[:self.directions]:
+                cell = make_cell(size, hidden_size)
+                if not isinstance(cell, RecurrentCell):
+                    raise TypeError(f"make_cell must return a RecurrentCell, got {type(cell).__name__}")
+                for name, p in cell.named_parameters():
+                    setattr(self, f"{name.replace('.', '_')}_l{k}{suffix}", p)
+                layer.append(cell)
+            self._cells.append(layer)
+            size = getattr(layer[0], "output_size", hidden_size) * self.directions
+
+    @property
+    def directions(self):
+        return 2 if self.bidirectional else 1
+
+    def cells(self):
+        """The cells, layer by layer, forward direction first."""
+        return [cell for layer in self._cells for cell in layer]
+
+    def train(self, mode=True):
+        super().train(mode)
+        for cell in self.cells():
+            cell.train(mode)
+        return self
+
+    def forward(self, input, hx=None, lengths=None):
+        name = type(self).__name__
+        x, unbatched = self._check_input(input, name)
+        if unbatched:
+            hx = None if hx is None else _map(hx, lambda s: s.unsqueeze(1))
+        initial = self._split_state(hx, x, name)
+        layer_input, finals = x, []
+        for k, layer in enumerate(self._cells):
+            outs = []
+            for d, cell in enumerate(layer):
+                out, final = unroll(cell, layer_input, initial[k * self.directions + d], lengths, reverse=d == 1)
+                outs.append(out)
+                finals.append(final)
+            layer_input = concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
+            if self.dropout and self.training and k < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout)
+        h_n = _stack_states(finals)
+        output = layer_input.swapaxes(0, 1) if self.batch_first else layer_input
+        if unbatched:
+            return output.squeeze(1), _map(h_n, lambda s: s.squeeze(1))
+        return output, h_n
+
+    def _check_input(self, x, name):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name}: input must be a Tensor, got {type(x).__name__}")
+        if x.ndim not in (2, 3):
+            layout = "(batch, seq, feature)" if self.batch_first else "(seq, batch, feature)"
+            raise ValueError(f"{name}: input has {x.ndim} dims, expected 3 {layout} or 2 (seq, feature)")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"{name}: input has {x.shape[-1]} features, expected input_size={self.input_size}")
+        if x.ndim == 2:
+            return x.unsqueeze(1), True
+        return (x.swapaxes(0, 1) if self.batch_first else x), False
+
+    def _split_state(self, hx, x, name):
+        """Per layer and direction initial states from hx (num_layers*D, B, H) parts, or Nones."""
+        count = self.num_layers * self.directions
+        if hx is None:
+            return [None] * count
+        parts = hx if isinstance(hx, tuple) else (hx,)
+        for i, part in enumerate(parts):
+            expected = (count, x.shape[1], self.hidden_size)
+            if not isinstance(part, Tensor) or part.shape != expected:
+                raise ValueError(f"{name}: initial state part {i} has shape {getattr(part, 'shape', None)}, "
+                                 f"expected {expected} (num_layers*directions, batch, hidden_size)")
+        per_part = [unbind(p, axis=0) if count > 1 else [p.squeeze(0)] for p in parts]
+        return [tuple(p[j] for p in per_part) if isinstance(hx, tuple) else per_part[0][j] for j in range(count)]
+
+
+def _stack_states(finals):
+    if isinstance(finals[0], tuple):
+        return tuple(stack([f[i] for f in finals], axis=0) for i in range(len(finals[0])))
+    return stack(finals, axis=0)
+
+
+class RNN(Recurrent):
+    """Elman RNN layers, PyTorch's ``nn.RNN``: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
+    forward(input, hx=None, lengths=None) -> (output, h_n)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, fused=True, device=None, dtype=None):
+        self.nonlinearity = nonlinearity
+        super().__init__(lambda i, h: RNNCell(i, h, bias, nonlinearity, fused, device=device, dtype=dtype),
+                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first)
+
+
+class LSTM(Recurrent):
+    """LSTM layers, PyTorch's ``nn.LSTM`` (gates i | f | g | o).
+    forward(input, (h_0, c_0)=None, lengths=None) -> (output, (h_n, c_n))."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, *, fused=True, device=None, dtype=None):
+        super().__init__(lambda i, h: LSTMCell(i, h, bias, fused, device=device, dtype=dtype),
+                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first)
+
+
+class GRU(Recurrent):
+    """GRU layers, PyTorch's ``nn.GRU`` (gates r | z | n).
+    forward(input, h_0=None, lengths=None) -> (output, h_n)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, *, fused=True, device=None, dtype=None):
+        super().__init__(lambda i, h: GRUCell(i, h, bias, fused, device=device, dtype=dtype),
+                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first)
