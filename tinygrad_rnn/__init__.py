@@ -20,6 +20,7 @@ from .xp import expand_dims as unsqueeze
 from . import functional  # noqa: E402
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck  # noqa: E402
 from .serialization import load, save  # noqa: E402
+from .checkpoint import checkpoint  # noqa: E402
 from . import nn, optim  # noqa: E402
 
 clamp = clip

@@ -1,10 +1,11 @@
 """Layers and their building blocks: Module, Parameter, init, layers, cells, recurrent layers, clipping."""
 from .. import functional
-from . import init, utils
+from . import bptt, init, utils
 from .cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
 from .layers import Dropout, Embedding, Linear
 from .module import Module, ModuleList, Parameter
 from .recurrent import GRU, LSTM, RNN, Recurrent, unroll
+from .variants import ClockworkRNNCell, CoupledLSTMCell, JordanCell, PeepholeLSTMCell
 
-__all__ = ["Dropout", "Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell", "Linear", "Module", "ModuleList",
-           "Parameter", "RNN", "RNNCell", "Recurrent", "RecurrentCell", "functional", "init", "unroll", "utils"]
+__all__ = ["ClockworkRNNCell", "CoupledLSTMCell", "JordanCell", "PeepholeLSTMCell", "Dropout", "Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell", "Linear", "Module", "ModuleList",
+           "Parameter", "RNN", "bptt", "RNNCell", "Recurrent", "RecurrentCell", "functional", "init", "unroll", "utils"]

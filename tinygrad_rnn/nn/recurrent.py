@@ -22,8 +22,8 @@ from .cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
 from .module import Module
 
 
-def check_lengths(lengths, steps, batch, name="unroll"):
-    """``lengths`` as a host int array of shape (batch,) with 1 <= length <= steps, or None."""
+def check_lengths(lengths, steps, batch, name="unroll", minimum=1):
+    """``lengths`` as a host int array of shape (batch,) with minimum <= length <= steps, or None."""
     if lengths is None:
         return None
     raw = lengths.numpy() if isinstance(lengths, Tensor) else backend.to_device(np.asarray(lengths), "cpu")
@@ -31,8 +31,8 @@ def check_lengths(lengths, steps, batch, name="unroll"):
         raise TypeError(f"{name}: lengths must be integers, got dtype {raw.dtype}")
     if raw.shape != (batch,):
         raise ValueError(f"{name}: lengths has shape {raw.shape}, expected ({batch},), one per batch row")
-    if raw.size and (raw.min() < 1 or raw.max() > steps):
-        raise ValueError(f"{name}: lengths must be in [1, {steps}] (the sequence length), "
+    if raw.size and (raw.min() < minimum or raw.max() > steps):
+        raise ValueError(f"{name}: lengths must be in [{minimum}, {steps}] (the sequence length), "
                          f"got values in [{raw.min()}, {raw.max()}]")
     return raw.astype(np.int64)
 
@@ -57,9 +57,10 @@ def unroll(cell, x, state=None, lengths=None, reverse=False):
     """Run ``cell`` over x (T, B, input_size); returns (outputs (T, B, out), final state).
 
     ``lengths`` (B ints) freezes each row's state after its last valid step and
-    zeroes its later outputs; ``reverse`` runs from each row's last valid step back."""
+    zeroes its later outputs (a length of 0 keeps the initial state throughout);
+    ``reverse`` runs from each row's last valid step back."""
     steps, batch = x.shape[0], x.shape[1]
-    lengths = check_lengths(lengths, steps, batch)
+    lengths = check_lengths(lengths, steps, batch, minimum=0)
     if reverse:
         x = reverse_time(x, lengths)
     inputs = unbind(cell.project(x), axis=0)
@@ -135,11 +136,19 @@ class Recurrent(Module):
             cell.train(mode)
         return self
 
+    def extra_repr(self):
+        options = [f"{self.input_size}, {self.hidden_size}"]
+        for key, default in (("num_layers", 1), ("bidirectional", False), ("dropout", 0.0), ("batch_first", False)):
+            if getattr(self, key) != default:
+                options.append(f"{key}={getattr(self, key)}")
+        return ", ".join(options)
+
     def forward(self, input, hx=None, lengths=None):
         name = type(self).__name__
         x, unbatched = self._check_input(input, name)
         if unbatched:
             hx = None if hx is None else _map(hx, lambda s: s.unsqueeze(1))
+        lengths = check_lengths(lengths, x.shape[0], x.shape[1], name)
         initial = self._split_state(hx, x, name)
         layer_input, finals = x, []
         for k, layer in enumerate(self._cells):
@@ -175,11 +184,15 @@ class Recurrent(Module):
         if hx is None:
             return [None] * count
         parts = hx if isinstance(hx, tuple) else (hx,)
-        for i, part in enumerate(parts):
-            expected = (count, x.shape[1], self.hidden_size)
+        zeros = self._cells[0][0].initial_state(x.shape[1], x)
+        zeros = zeros if isinstance(zeros, tuple) else (zeros,)
+        if len(parts) != len(zeros):
+            raise ValueError(f"{name}: the initial state has {len(parts)} parts, the cell's state {len(zeros)}")
+        for i, (part, zero) in enumerate(zip(parts, zeros)):
+            expected = (count,) + zero.shape
             if not isinstance(part, Tensor) or part.shape != expected:
                 raise ValueError(f"{name}: initial state part {i} has shape {getattr(part, 'shape', None)}, "
-                                 f"expected {expected} (num_layers*directions, batch, hidden_size)")
+                                 f"expected {expected} (num_layers*directions, batch, state size)")
         per_part = [unbind(p, axis=0) if count > 1 else [p.squeeze(0)] for p in parts]
         return [tuple(p[j] for p in per_part) if isinstance(hx, tuple) else per_part[0][j] for j in range(count)]
 

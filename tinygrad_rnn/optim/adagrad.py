@@ -21,4 +21,4 @@ class Adagrad(Optimizer):
             g = g + group["weight_decay"] * p.data
         lr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
         state["sum"] = s = state["sum"] + g * g
-        p.data -= lr * g / (s ** 0.5 + group["eps"])
+        p.data = p.data - lr * g / (s ** 0.5 + group["eps"])

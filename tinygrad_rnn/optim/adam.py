@@ -21,7 +21,7 @@ class Adam(Optimizer):
     def update(self, p, g, group, state):
         lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
         if wd and self.decoupled:
-            p.data *= 1 - lr * wd
+            p.data = p.data * (1 - lr * wd)
         elif wd:
             g = g + wd * p.data
         if not state:
@@ -36,7 +36,7 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             state["max_exp_avg_sq"] = v = backend.get_array_module(v).maximum(state["max_exp_avg_sq"], v)
         denom = (v ** 0.5) / math.sqrt(1 - b2 ** t) + group["eps"]
-        p.data -= (lr / (1 - b1 ** t)) * m / denom
+        p.data = p.data - (lr / (1 - b1 ** t)) * m / denom
 
 
 class AdamW(Adam):

@@ -1,8 +1,9 @@
 """Optimizer: parameter groups, per-parameter state, and state_dict round trips.
 
 A subclass gives its defaults and an ``update(p, grad, group, state)`` that
-changes ``p.data`` in place from the gradient array. Updates run on the raw
-arrays, outside the graph.
+gives ``p.data`` its new array. Updates run on the raw arrays, outside the graph,
+and never write into the old array: a graph still held (truncated BPTT keeps
+one across updates) keeps the weights it was computed with.
 """
 import numpy as np
 

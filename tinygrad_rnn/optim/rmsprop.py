@@ -24,6 +24,6 @@ class RMSprop(Optimizer):
             denom = sq ** 0.5 + group["eps"]
         if group["momentum"]:
             state["momentum_buffer"] = buf = group["momentum"] * state.get("momentum_buffer", 0.0) + g / denom
-            p.data -= group["lr"] * buf
+            p.data = p.data - group["lr"] * buf
         else:
-            p.data -= group["lr"] * g / denom
+            p.data = p.data - group["lr"] * g / denom

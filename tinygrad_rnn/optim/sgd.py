@@ -21,4 +21,4 @@ class SGD(Optimizer):
             buf = g.copy() if buf is None else mu * buf + (1 - group["dampening"]) * g
             state["momentum_buffer"] = buf
             g = g + mu * buf if group["nesterov"] else buf
-        p.data -= group["lr"] * g
+        p.data = p.data - group["lr"] * g
