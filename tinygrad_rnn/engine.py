@@ -61,6 +61,34 @@ class _Capture:
             if t.grad_fn is not None:
                 self.nodes.setdefault(t.grad_fn, []).append((t._index, i))
 
+    def prune(self, roots):
+        """(nodes to visit, nodes whose backward must run): only what lies on a path
+        from the outputs to an input, so the pass stops at non-leaf inputs."""
+        leads = {}
+        stack = [(t.grad_fn, False) for t, _ in roots if t.grad_fn is not None]
+        while stack:
+            node, children_done = stack.pop()
+            if children_done:
+                leads[node] = any(self._reaches(inp, leads) for inp in node.inputs if isinstance(inp, Tensor))
+                continue
+            if node in leads:
+                continue
+            if node.inputs is None:
+                raise RuntimeError(f"{type(node).__name__}: trying to backward through the graph a second time, "
+                                   "but its saved arrays were freed; pass retain_graph=True to the first backward")
+            leads[node] = False
+            stack.append((node, True))
+            stack.extend((inp.grad_fn, False) for inp in node.inputs
+                         if isinstance(inp, Tensor) and inp.grad_fn is not None and inp.grad_fn not in leads)
+        expand = {node for node, wanted in leads.items() if wanted}
+        return expand | set(self.nodes), expand
+
+    def _reaches(self, t, leads):
+        node = t.grad_fn
+        if node is None:
+            return id(t) in self.leaves
+        return leads.get(node, False) or any(index == t._index for index, _ in self.nodes.get(node, ()))
+
     def add(self, slot, g):
         old = self.results[slot]
         self.results[slot] = g if old is None else old + g
@@ -100,9 +128,13 @@ def _seed(tensors, grads, create_graph, name):
 
 def _run(roots, retain_graph, create_graph, capture):
     pending = {}   # node -> gradients of its outputs gathered so far
+    leaves = {}    # id(leaf) -> [leaf, gradient gathered so far, whether that array is ours to add into]
     heap = []
+    visit = expand = None
+    if capture is not None:
+        visit, expand = capture.prune(roots)
     for t, g in roots:
-        _deliver(t, g, pending, heap, create_graph, capture)
+        _deliver(t, g, pending, heap, leaves, create_graph, visit)
     previous_mode = _state.enabled
     _state.enabled = create_graph
     try:
@@ -112,6 +144,8 @@ def _run(roots, retain_graph, create_graph, capture):
             if (node.inputs is None or node._out_hooks or node._retained or capture is not None
                     or (node.n_outputs > 1 and any(g is None for g in grads))):
                 _complete(node, grads, create_graph, capture)
+                if expand is not None and node not in expand:
+                    continue            # a tg.grad input with nothing wanted below it
             node._graph_mode = create_graph
             try:
                 result = node.backward(node, *grads)
@@ -136,18 +170,28 @@ def _run(roots, retain_graph, create_graph, capture):
                                        f"for input {i}, expected {inp.shape}")
                 if g.dtype != inp.dtype:
                     g = g.astype(inp.dtype)
-                _deliver(inp, g, pending, heap, create_graph, capture)
+                _deliver(inp, g, pending, heap, leaves, create_graph, visit)
             if not retain_graph:
                 node.release()
+        for t, g, owned in leaves.values():
+            _finish_leaf(t, g, owned, create_graph, capture)
     finally:
         _state.enabled = previous_mode
 
 
-def _deliver(t, g, pending, heap, create_graph, capture):
-    """Add ``g`` to what ``t``'s node has gathered (queueing the node), or to a leaf."""
+def _deliver(t, g, pending, heap, leaves, create_graph, visit):
+    """Add ``g`` to what ``t``'s node (queued on first use) or leaf has gathered."""
     node = t.grad_fn
     if node is None:
-        _deliver_to_leaf(t, g, create_graph, capture)
+        entry = leaves.get(id(t))
+        if entry is None:
+            leaves[id(t)] = [t, g, False]
+        elif create_graph or not entry[2]:
+            entry[1], entry[2] = entry[1] + g, not create_graph
+        else:
+            entry[1] += g                   # our own array: add in place, no new array per use
+        return
+    if visit is not None and node not in visit:
         return
     slots = pending.get(node)
     if slots is None:
@@ -155,6 +199,27 @@ def _deliver(t, g, pending, heap, create_graph, capture):
         heapq.heappush(heap, (-node.generation, _tick(), node))
     old = slots[t._index]
     slots[t._index] = g if old is None else old + g
+
+
+def _finish_leaf(t, g, owned, create_graph, capture):
+    """Run the leaf's hooks on its total gradient, then capture it or add it to ``.grad``."""
+    if t._hooks:
+        g, owned = _run_hooks(t._hooks, g, create_graph), False
+    if capture is not None:
+        slot = capture.leaves.get(id(t))
+        if slot is not None:
+            capture.add(slot, g)
+        return
+    if create_graph:
+        t.grad = g if t.grad is None else t.grad + g
+        return
+    g = _plain_array(g)
+    if t.grad is None:
+        t.grad = Tensor._make(g if owned else g.copy(), False, None, 0)   # a copy: g may be shared
+    elif t.grad.shape == t.shape and t.grad.dtype == t.dtype and t.grad.grad_fn is None:
+        t.grad.data += g        # in place, as PyTorch does
+    else:
+        t.grad = Tensor._make(_plain_array(t.grad.data + g), False, None, 0)
 
 
 def _complete(node, grads, create_graph, capture):
@@ -173,8 +238,11 @@ def _complete(node, grads, create_graph, capture):
     if node._retained:
         for i, ref in node._retained.items():
             t = ref()
-            if t is not None:
-                t.grad = grads[i] if create_graph else Tensor._make(grads[i], False, None, 0)
+            if t is not None and create_graph:
+                t.grad = grads[i] if t.grad is None else t.grad + grads[i]
+            elif t is not None:
+                total = grads[i].copy() if t.grad is None else t.grad.data + grads[i]
+                t.grad = Tensor._make(_plain_array(total), False, None, 0)
     if capture is not None and node in capture.nodes:
         for index, slot in capture.nodes[node]:
             capture.add(slot, grads[index])
@@ -198,24 +266,6 @@ def _run_hooks(hooks, g, create_graph):
                                    f"shape {wrapped.shape}, got {getattr(new, 'shape', type(new).__name__)}")
             g = new if create_graph else new.data
     return g
-
-
-def _deliver_to_leaf(t, g, create_graph, capture):
-    if t._hooks:
-        g = _run_hooks(t._hooks, g, create_graph)
-    if capture is not None:
-        slot = capture.leaves.get(id(t))
-        if slot is not None:
-            capture.add(slot, g)
-        return
-    if create_graph:
-        t.grad = g if t.grad is None else t.grad + g
-    elif t.grad is None:
-        t.grad = Tensor._make(_plain_array(g).copy(), False, None, 0)   # a copy: g may be shared
-    elif t.grad.shape == t.shape and t.grad.dtype == t.dtype and t.grad.grad_fn is None:
-        t.grad.data += g     # in place, as PyTorch: a weight shared by T steps costs no new arrays
-    else:
-        t.grad = Tensor._make(_plain_array(t.grad.data + g), False, None, 0)
 
 
 def _plain_array(g):

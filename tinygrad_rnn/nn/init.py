@@ -110,3 +110,43 @@ def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu", ge
     fan = fan_in if mode == "fan_in" else fan_out
     bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / fan)
     return uniform_(tensor, -bound, bound, generator)
+
+
+def lstm_forget_bias_(module, value=1.0):
+    """Set the forget-gate bias of every LSTM cell in ``module`` to ``value`` (split as
+    b_ih = value, b_hh = 0 on the f rows). A positive forget bias lets gradients flow
+    through the cell state from the start (Gers et al. 2000; Jozefowicz et al. 2015)."""
+    hidden = getattr(module, "hidden_size", None)
+    found = False
+    for name, p in module.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.startswith(("bias_ih", "bias_hh")):
+            if hidden is None or p.shape != (4 * hidden,):
+                raise ValueError(f"lstm_forget_bias_: {name} has shape {p.shape}, expected (4 * hidden_size,) "
+                                 "of an LSTM")
+            rows = np.asarray(backend.to_device(p.data, "cpu")).copy()
+            rows[hidden:2 * hidden] = value if leaf.startswith("bias_ih") else 0.0
+            _fill(p, rows)
+            found = True
+    if not found:
+        raise ValueError(f"lstm_forget_bias_: {type(module).__name__} has no LSTM biases")
+    return module
+
+
+def irnn_(module, gain=1.0, input_std=1e-3, generator=None):
+    """IRNN initialisation (Le, Jaitly & Hinton 2015) of a ReLU RNN: recurrent weights
+    ``gain * I``, biases 0, input weights N(0, input_std^2)."""
+    found = False
+    for name, p in module.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.startswith("weight_hh"):
+            eye_(p)
+            p.data = p.data * gain
+            found = True
+        elif leaf.startswith("weight_ih"):
+            normal_(p, 0.0, input_std, generator)
+        elif leaf.startswith("bias"):
+            zeros_(p)
+    if not found:
+        raise ValueError(f"irnn_: {type(module).__name__} has no weight_hh parameters")
+    return module

@@ -83,9 +83,16 @@ class Pow(Function):
     def backward(ctx, g):
         a, b, out = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
-        ga = sum_to(g * b * a ** (b - 1), a.shape) if na else None
+        ga = sum_to(_power_grad(ctx.xp, g, a, b), a.shape) if na else None
         gb = sum_to(g * out * _log(ctx.xp, a), b.shape) if nb else None
         return ga, gb
+
+
+def _power_grad(xp, g, a, b):
+    """g b a^(b-1), with the limit 0 where b = 0 (not 0 * inf = NaN at a = 0), as PyTorch."""
+    if not hasattr(b, "shape"):
+        return g * 0 if b == 0 else g * b * a ** (b - 1)
+    return xp.where(b == 0, 0, g * b * a ** (b - 1))
 
 
 def _log(xp, a):

@@ -1,0 +1,35 @@
+"""What every example shares: the command line, the output folder, a timer."""
+import argparse
+import os
+import time
+
+
+def parser(description):
+    """An ArgumentParser with the flags every example takes."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the tensors live")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "out"),
+                   help="folder for the saved figures")
+    return p
+
+
+def start(args, name):
+    """Announce the run, make the output folder, seed everything; returns a start time."""
+    import numpy as np
+
+    import tinygrad_rnn as tg
+    if args.device == "cuda" and not tg.cuda_available():
+        raise SystemExit("--device cuda: CUDA is not available here (no GPU, or CuPy not installed)")
+    os.makedirs(args.out, exist_ok=True)
+    tg.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    print(f"{name} on {args.device}" + (" (CuPy)" if args.device == "cuda" else " (NumPy)"))
+    return time.perf_counter()
+
+
+def save_figure(fig, args, filename):
+    path = os.path.join(args.out, filename)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    print(f"figure saved to {path}")
+    return path
