@@ -1,21 +1,20 @@
 """The backward pass: reverse mode over the recorded graph, without recursion.
 
-Nodes are visited from a heap ordered by generation (a node's generation is
-one more than its inputs' largest), so each node runs once, after every node
-that consumes its outputs, however long the graph is (DeZero's scheme). The
-gradients waiting for a node live in a dict local to the pass; after a node
-has run, its saved arrays and input links are freed unless ``retain_graph``.
+Nodes run in decreasing generation (a node's generation is one more than its
+inputs' largest, DeZero's scheme), so each runs once, after every node that
+consumes its outputs, however long the graph is. Nodes wait in one bucket per
+generation; since a node's largest-generation input is exactly one generation
+lower, walking the generations down from the roots' visits O(nodes) buckets,
+with no heap. The gradients waiting for a node live in a dict local to the pass;
+after a node has run, its saved arrays and input links are freed unless
+``retain_graph``.
 """
-import heapq
-import itertools
 
 import numpy as np
 
 from . import backend
 from .function import _check_finite, _state
 from .tensor import Tensor
-
-_tick = itertools.count().__next__   # tie-breaker: nodes themselves are not ordered
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
@@ -129,57 +128,90 @@ def _seed(tensors, grads, create_graph, name):
 def _run(roots, retain_graph, create_graph, capture):
     pending = {}   # node -> gradients of its outputs gathered so far
     leaves = {}    # id(leaf) -> [leaf, gradient gathered so far, whether that array is ours to add into]
-    heap = []
+    buckets = {}   # generation -> nodes waiting to run
     visit = expand = None
     if capture is not None:
         visit, expand = capture.prune(roots)
     for t, g in roots:
-        _deliver(t, g, pending, heap, leaves, create_graph, visit)
+        _deliver(t, g, pending, buckets, leaves, create_graph, visit)
     previous_mode = _state.enabled
     _state.enabled = create_graph
+    anomaly = _state.anomaly
+    generation = max(buckets, default=0)
     try:
-        while heap:
-            node = heapq.heappop(heap)[2]
-            grads = pending.pop(node)
-            if (node.inputs is None or node._out_hooks or node._retained or capture is not None
-                    or (node.n_outputs > 1 and any(g is None for g in grads))):
-                _complete(node, grads, create_graph, capture)
-                if expand is not None and node not in expand:
-                    continue            # a tg.grad input with nothing wanted below it
-            node._graph_mode = create_graph
-            try:
-                result = node.backward(node, *grads)
-            finally:
-                node._graph_mode = False
-            if type(result) is not tuple:
-                result = (result,)
-            if len(result) != len(node.inputs) or _state.anomaly:
-                _check_result(node, result)
-            for i, (inp, g, needed) in enumerate(zip(node.inputs, result, node.needs_input_grad)):
-                if g is None or not needed:
-                    continue
-                if create_graph:
-                    if not isinstance(g, Tensor):
-                        raise RuntimeError(f"{type(node).__name__}.backward returned an array for input {i} under "
-                                           "create_graph=True; write it with ctx.xp and operators so it can be "
-                                           "differentiated again")
-                elif type(g) is not np.ndarray:
-                    g = _plain_array(g)
-                if g.shape != inp.shape:
-                    raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {g.shape} "
-                                       f"for input {i}, expected {inp.shape}")
-                if g.dtype != inp.dtype:
-                    g = g.astype(inp.dtype)
-                _deliver(inp, g, pending, heap, leaves, create_graph, visit)
-            if not retain_graph:
-                node.release()
+        while generation > 0:
+            nodes = buckets.pop(generation, ())
+            generation -= 1
+            for node in nodes:
+                grads = pending.pop(node)
+                if (node.inputs is None or node._out_hooks or node._retained or capture is not None
+                        or (node.n_outputs > 1 and any(g is None for g in grads))):
+                    _complete(node, grads, create_graph, capture)
+                    if expand is not None and node not in expand:
+                        continue            # a tg.grad input with nothing wanted below it
+                result = _call_backward(node, grads) if create_graph else node.backward(node, *grads)
+                if type(result) is not tuple:
+                    result = (result,)
+                if len(result) != len(node.inputs) or anomaly:
+                    _check_result(node, result)
+                for i, (inp, g, needed) in enumerate(zip(node.inputs, result, node.needs_input_grad)):
+                    if g is None or not needed:
+                        continue
+                    data = inp.data
+                    if create_graph or type(g) is not np.ndarray or g.shape != data.shape or g.dtype != data.dtype:
+                        g = _checked_grad(node, i, inp, g, create_graph)
+                    parent = inp.grad_fn
+                    if parent is None or visit is not None:
+                        _deliver(inp, g, pending, buckets, leaves, create_graph, visit)
+                        continue
+                    slots = pending.get(parent)        # the common case of _deliver, inlined
+                    if slots is None:
+                        slots = pending[parent] = [None] * parent.n_outputs
+                        _queue(buckets, parent)
+                    old = slots[inp._index]
+                    slots[inp._index] = g if old is None else old + g
+                if not retain_graph:
+                    node.release()
         for t, g, owned in leaves.values():
             _finish_leaf(t, g, owned, create_graph, capture)
     finally:
         _state.enabled = previous_mode
 
 
-def _deliver(t, g, pending, heap, leaves, create_graph, visit):
+def _call_backward(node, grads):
+    """The node's backward under create_graph: ctx.saved_tensors and ctx.xp give Tensors."""
+    node._graph_mode = True
+    try:
+        return node.backward(node, *grads)
+    finally:
+        del node._graph_mode
+
+
+def _checked_grad(node, i, inp, g, create_graph):
+    """``g`` as an array (or a Tensor under create_graph) of the input's shape and dtype."""
+    if create_graph:
+        if not isinstance(g, Tensor):
+            raise RuntimeError(f"{type(node).__name__}.backward returned an array for input {i} under "
+                               "create_graph=True; write it with ctx.xp and operators so it can be "
+                               "differentiated again")
+    elif type(g) is not np.ndarray:
+        g = _plain_array(g)
+    data = inp.data
+    if g.shape != data.shape:
+        raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {g.shape} "
+                           f"for input {i}, expected {data.shape}")
+    return g if g.dtype == data.dtype else g.astype(data.dtype)
+
+
+def _queue(buckets, node):
+    bucket = buckets.get(node.generation)
+    if bucket is None:
+        buckets[node.generation] = [node]
+    else:
+        bucket.append(node)
+
+
+def _deliver(t, g, pending, buckets, leaves, create_graph, visit):
     """Add ``g`` to what ``t``'s node (queued on first use) or leaf has gathered."""
     node = t.grad_fn
     if node is None:
@@ -196,7 +228,7 @@ def _deliver(t, g, pending, heap, leaves, create_graph, visit):
     slots = pending.get(node)
     if slots is None:
         slots = pending[node] = [None] * node.n_outputs
-        heapq.heappush(heap, (-node.generation, _tick(), node))
+        _queue(buckets, node)
     old = slots[t._index]
     slots[t._index] = g if old is None else old + g
 

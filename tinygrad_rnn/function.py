@@ -115,16 +115,14 @@ def _check_finite(fn_name, phase, arrays, stack=None):
 class Function:
     """Base class of every op; see the module docstring."""
 
-    # Filled in by apply() when the call is recorded in the graph.
-    inputs = None             # the positional arguments of apply (Tensors and constants)
-    needs_input_grad = ()     # one bool per positional argument
-    generation = 0            # 1 + the largest generation among input nodes
-    n_outputs = 1
-    _saved = ()
-    _out_arrays = ()
+    # Set by apply() when the call is recorded in the graph. Slots keep a node
+    # small; "__dict__" stays so that forward may store anything on ctx (the
+    # dict is only made when it does).
+    __slots__ = ("inputs", "needs_input_grad", "generation", "n_outputs", "_saved", "_out_arrays", "__dict__")
+
     _graph_mode = False       # True while a create_graph backward runs this node
     _xp = np
-    _stack = None
+    _stack = None             # where the node was created, under detect_anomaly
     _out_hooks = None         # {output index: [hook, ...]} for non-leaf tensors
     _retained = None          # {output index: weakref to tensor} for retain_grad()
 
@@ -144,9 +142,10 @@ class Function:
 
     @property
     def saved_tensors(self):
+        saved = getattr(self, "_saved", ())
         if not self._graph_mode:
-            return self._saved
-        return tuple(self._as_graph_tensor(a) for a in self._saved)
+            return saved
+        return tuple(self._as_graph_tensor(a) for a in saved)
 
     @property
     def create_graph(self):
@@ -197,7 +196,8 @@ class Function:
                 arrays.append(a)
                 needs.append(False)
         out = cls.forward(ctx, *arrays, **kwargs)
-        record = _state.enabled and True in needs
+        state = _state
+        record = state.enabled and True in needs
         node = ctx if record else None
         if type(out) is np.ndarray:
             outs = (out,)
@@ -208,7 +208,7 @@ class Function:
         else:
             outs = (_as_array(out, cls),)
             result = Tensor._make(outs[0], record, node, 0)
-        if _state.anomaly:
+        if state.anomaly:
             _check_finite(cls.__name__, "forward", outs)
         if record:
             ctx.inputs = args
@@ -218,7 +218,7 @@ class Function:
             ctx._out_arrays = outs
             if array_type is not np.ndarray:
                 ctx._xp = backend.get_array_module(outs[0])
-            if _state.anomaly:
+            if state.anomaly:
                 ctx._stack = traceback.format_stack()
         return result
 
@@ -233,9 +233,11 @@ class Function:
         return cls.forward(cls(), *args, **kwargs)
 
     def release(self):
-        """Forget everything forward stored (inputs, saved arrays, attributes set
-        on ctx) once backward no longer needs it; ``inputs`` reads None after."""
-        self.__dict__.clear()
+        """Drop the inputs and saved arrays once backward no longer needs them
+        (``inputs`` reads None after). With its inputs gone the node no longer
+        holds the rest of the graph, whatever else forward stored on it."""
+        self.inputs = None
+        self._saved = self._out_arrays = ()
 
 
 def _as_array(out, cls):

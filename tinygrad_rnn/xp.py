@@ -9,6 +9,7 @@ The same functions are the public functional API: ``tg.exp(x)``, ``tg.where(c, a
 Reductions and joins take NumPy's ``axis``; PyTorch's ``dim`` is an alias.
 """
 import builtins
+import math
 
 import numpy as np
 
@@ -113,7 +114,7 @@ def sum(x, axis=None, keepdims=False, dim=None):
 
 def mean(x, axis=None, keepdims=False, dim=None):
     axes = normalize_axes(_axis(axis, dim), x.ndim, "mean")
-    count = int(np.prod([x.shape[a] for a in axes]))
+    count = math.prod(x.shape[a] for a in axes)
     if count == 0:
         raise ValueError(f"mean: no elements to average over axis {axis} of shape {x.shape}")
     return sum(x, axes, keepdims) / count
@@ -135,7 +136,7 @@ def var(x, axis=None, keepdims=False, correction=1, dim=None):
     """Variance over ``axis`` with PyTorch's default ``correction=1`` (unbiased);
     ``correction=0`` gives NumPy's population variance."""
     axes = normalize_axes(_axis(axis, dim), x.ndim, "var")
-    count = int(np.prod([x.shape[a] for a in axes]))
+    count = math.prod(x.shape[a] for a in axes)
     if count - correction <= 0:
         raise ValueError(f"var: {count} elements with correction={correction} leave no degrees of freedom")
     centered = x - mean(x, axes, keepdims=True)
@@ -146,21 +147,17 @@ def var(x, axis=None, keepdims=False, correction=1, dim=None):
 def _shape_arg(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
-    return tuple(int(n) for n in shape)
+    return tuple(n if type(n) is int else int(n) for n in shape)
 
 
 def _resolve_shape(shape, size, old_shape):
     """``shape`` with its one allowed -1 filled in; ValueError if the sizes differ."""
-    known = int(np.prod([n for n in shape if n != -1]))
-    bad = shape.count(-1) > 1 or any(n < -1 for n in shape)
-    if -1 in shape and not bad:
-        bad = known == 0 or size % known != 0
-        shape = tuple(size // known if n == -1 else n for n in shape) if not bad else shape
-    elif known != size:
-        bad = True
-    if bad:
-        raise ValueError(f"reshape: cannot reshape {old_shape} ({size} elements) to {shape}")
-    return shape
+    known = math.prod(n for n in shape if n != -1)
+    if -1 not in shape and known == size and builtins.min(shape, default=0) >= 0:
+        return shape
+    if shape.count(-1) == 1 and known > 0 and size % known == 0 and builtins.min(shape) >= -1:
+        return tuple(size // known if n == -1 else n for n in shape)
+    raise ValueError(f"reshape: cannot reshape {old_shape} ({size} elements) to {shape}")
 
 
 def reshape(x, *shape):

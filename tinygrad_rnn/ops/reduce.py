@@ -6,6 +6,8 @@ def normalize_axes(axis, ndim, op):
     """``axis`` (None, int or tuple, negatives allowed) as a sorted tuple of axes."""
     if axis is None:
         return tuple(range(ndim))
+    if type(axis) is int and -ndim <= axis < ndim:
+        return (axis % ndim,)
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     out = []
     for ax in axes:
