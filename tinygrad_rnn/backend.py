@@ -71,9 +71,14 @@ def array_module(device):
     return np if device == "cpu" else cupy()
 
 
-def get_array_module(array):
-    """The module (numpy or cupy) that owns ``array``."""
-    return np if isinstance(array, np.ndarray) else cupy()
+def get_array_module(*arrays):
+    """The module (numpy or cupy) that owns the arrays; Python numbers among them don't count."""
+    for a in arrays:
+        if type(a) is np.ndarray:
+            return np
+        if hasattr(a, "__cuda_array_interface__"):
+            return cupy()
+    return np
 
 
 def check_dtype(dtype):

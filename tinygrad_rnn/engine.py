@@ -45,7 +45,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if g is None and not allow_unused:
             raise ValueError(f"grad: inputs[{i}] was not used to compute the outputs; "
                              "pass allow_unused=True to get None for it")
-        results.append(g if g is None or create_graph else Tensor._make(g, False, None, 0))
+        results.append(g if g is None or create_graph else Tensor._make(_plain_array(g), False, None, 0))
     return tuple(results)
 
 

@@ -202,12 +202,13 @@ class Function:
         if type(out) is np.ndarray:
             outs = (out,)
             result = Tensor._make(out, record, node, 0)
-        elif type(out) is tuple:
-            outs = tuple(_as_array(o, cls) for o in out)
-            result = tuple(Tensor._make(o, record, node, i) for i, o in enumerate(outs))
         else:
-            outs = (_as_array(out, cls),)
-            result = Tensor._make(outs[0], record, node, 0)
+            raw = out if type(out) is tuple else (out,)
+            outs = tuple(_as_array(o, cls) for o in raw)
+            if any(o is not r for o, r in zip(outs, raw)):
+                _rewrap_saved(ctx, raw, outs)
+            result = (tuple(Tensor._make(o, record, node, i) for i, o in enumerate(outs)) if type(out) is tuple
+                      else Tensor._make(outs[0], record, node, 0))
         if state.anomaly:
             _check_finite(cls.__name__, "forward", outs)
         if record:
@@ -238,6 +239,15 @@ class Function:
         holds the rest of the graph, whatever else forward stored on it."""
         self.inputs = None
         self._saved = self._out_arrays = ()
+
+
+def _rewrap_saved(ctx, raw, outs):
+    """NumPy returns scalars for 0-d results; once they are wrapped as arrays, saved
+    references to them must point at the wrapped arrays, so backward sees outputs."""
+    saved = getattr(ctx, "_saved", ())
+    swap = {id(r): o for r, o in zip(raw, outs) if r is not o}
+    if saved:
+        ctx._saved = tuple(swap.get(id(s), s) for s in saved)
 
 
 def _as_array(out, cls):

@@ -35,7 +35,8 @@ def leaky_relu(x, negative_slope=0.01):
 
 def elu(x, alpha=1.0):
     """x for x > 0, alpha (e^x - 1) otherwise (Clevert et al. 2016)."""
-    return _xp.where(x > 0, x, alpha * (_xp.exp(_xp.minimum(x, 0.0)) - 1))
+    negative_part = _xp.where(x > 0, 0.0, x)          # keeps exp from overflowing for large x
+    return _xp.where(x > 0, x, alpha * (_xp.exp(negative_part) - 1))
 
 
 def logsumexp(x, axis=-1, keepdims=False, dim=None):
@@ -84,7 +85,7 @@ def nll_loss(log_probs, target, ignore_index=-100, reduction="mean"):
                          f"{log_probs.shape[:1] + log_probs.shape[2:]}, got {target.shape}")
     classes = log_probs.shape[1]
     if log_probs.ndim > 2:          # (N, C, d...) -> (N*d..., C)
-        log_probs = log_probs.swapaxes(1, -1).reshape(-1, classes)
+        log_probs = log_probs.permute(0, *range(2, log_probs.ndim), 1).reshape(-1, classes)
     t = target.data.reshape(-1)
     keep = t != ignore_index
     xp = backend.get_array_module(t)
@@ -124,10 +125,11 @@ def mse_loss(x, target, reduction="mean"):
 
 
 def binary_cross_entropy_with_logits(x, target, reduction="mean"):
-    """-[y log s(x) + (1-y) log(1 - s(x))], computed as max(x,0) - x y + log(1 + e^-|x|)."""
+    """-[y log s(x) + (1-y) log(1 - s(x))] = softplus(x) - x y, with softplus computed as
+    logaddexp(0, x): stable for any |x|, and its derivative sigmoid(x) - y holds at x = 0 too."""
     target = _same_shape(_check_tensor(x, "binary_cross_entropy_with_logits"), target,
                          "binary_cross_entropy_with_logits")
-    loss = relu(x) - x * target + softplus(-_xp.abs(x))
+    loss = softplus(x) - x * target
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
 

@@ -77,13 +77,20 @@ minimum = _binary_fn(ops.Minimum, "minimum")
 matmul = _binary_fn(ops.MatMul, "matmul")
 
 
+def _constant(fn_name, x):
+    """``numpy.<fn_name>(x.data)`` as a constant tensor (NumPy's 0-d scalars made arrays)."""
+    xp = backend.get_array_module(x.data)
+    return Tensor._make(xp.asarray(getattr(xp, fn_name)(x.data)), False, None, 0)
+
+
 def sign(x):
     """-1, 0 or 1 elementwise; a constant (no gradient)."""
-    return Tensor._make(backend.get_array_module(x.data).sign(x.data), False, None, 0)
+    return _constant("sign", x)
 
 
 def isfinite(x):
-    return Tensor._make(backend.get_array_module(x.data).isfinite(x.data), False, None, 0)
+    """True where x is neither NaN nor infinite; a constant."""
+    return _constant("isfinite", x)
 
 
 def where(cond, a, b):
@@ -169,12 +176,15 @@ def reshape(x, *shape):
 def transpose(x, *axes):
     """Permute axes (reversed when none are given), as ``numpy.transpose``."""
     axes = _shape_arg(axes) if axes and axes != (None,) else tuple(range(x.ndim))[::-1]
-    if sorted(a % x.ndim for a in axes) != list(range(x.ndim)) or len(axes) != x.ndim:
+    if (len(axes) != x.ndim or any(not -x.ndim <= a < x.ndim for a in axes)
+            or sorted(a % x.ndim for a in axes) != list(range(x.ndim))):
         raise ValueError(f"transpose: axes {axes} are not a permutation of {x.ndim} dims")
     return ops.Transpose.apply(x, tuple(a % x.ndim for a in axes))
 
 
 def swapaxes(x, axis1, axis2):
+    """Exchange two axes."""
+    axis1, axis2 = (normalize_axes(a, x.ndim, "swapaxes")[0] for a in (axis1, axis2))
     axes = list(range(x.ndim))
     axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
     return transpose(x, axes)
@@ -228,8 +238,8 @@ def _check_join(tensors, axis, name, same_shape):
     return axis % ndim
 
 
-def concatenate(tensors, axis=0, dim=None):
-    """Join along an existing axis; all other dims must match."""
+def concatenate(tensors, axis=None, dim=None):
+    """Join along an existing axis (default 0); all other dims must match."""
     axis = _check_join(tensors, _axis(axis, dim, 0), "cat", same_shape=False)
     first = tensors[0]
     for i, t in enumerate(tensors):
@@ -239,19 +249,19 @@ def concatenate(tensors, axis=0, dim=None):
     return ops.Concatenate.apply(*tensors, axis=axis)
 
 
-def stack(tensors, axis=0, dim=None):
-    """Join along a new axis; all shapes must be equal."""
+def stack(tensors, axis=None, dim=None):
+    """Join along a new axis (default 0); all shapes must be equal."""
     axis = _check_join(tensors, _axis(axis, dim, 0), "stack", same_shape=True)
     return ops.Stack.apply(*tensors, axis=axis)
 
 
-def unbind(x, axis=0, dim=None):
+def unbind(x, axis=None, dim=None):
     """The slices of ``x`` along ``axis``, with that axis removed (one graph node for all)."""
     axis = normalize_axes(_axis(axis, dim, 0), x.ndim, "unbind")[0]
     return list(ops.Unbind.apply(_tensor(x, "unbind"), axis)) if x.shape[axis] > 1 else [squeeze(x, axis)]
 
 
-def split(x, sections, axis=0, dim=None):
+def split(x, sections, axis=None, dim=None):
     """Split along ``axis``: ``sections`` is a piece size (the last piece may be
     smaller, as ``torch.split``) or a list of sizes that sum to the axis length."""
     axis = _axis(axis, dim, 0)
@@ -268,9 +278,9 @@ def split(x, sections, axis=0, dim=None):
     return list(ops.Split.apply(x, sizes, axis % x.ndim)) if len(sizes) > 1 else [x]
 
 
-def chunk(x, chunks, axis=0, dim=None):
+def chunk(x, chunks, axis=None, dim=None):
     """Split into ``chunks`` pieces of ceil(n / chunks) (the last may be smaller)."""
-    axis = _axis(axis, dim, 0)
+    axis = normalize_axes(_axis(axis, dim, 0), x.ndim, "chunk")[0]
     if chunks <= 0:
         raise ValueError(f"chunk: chunks must be positive, got {chunks}")
     n = x.shape[axis]

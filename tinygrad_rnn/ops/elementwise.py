@@ -225,7 +225,7 @@ class Maximum(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return backend.get_array_module(a).maximum(a, b)
+        return backend.get_array_module(a, b).maximum(a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -238,7 +238,7 @@ class Minimum(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return backend.get_array_module(a).minimum(a, b)
+        return backend.get_array_module(a, b).minimum(a, b)
 
     @staticmethod
     def backward(ctx, g):

@@ -1,4 +1,6 @@
 """Matrix product with NumPy's matmul rules: 1-D operands, batches, broadcast batch dims."""
+import numpy as np
+
 from .. import backend
 from ..function import Function
 from .shape import sum_to
@@ -15,6 +17,12 @@ class MatMul(Function):
         k_a, k_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
         if k_a != k_b:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({k_a} != {k_b})")
+        if a.ndim > 2 or b.ndim > 2:
+            try:
+                np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+            except ValueError:
+                raise ValueError(f"matmul: batch dims of shapes {a.shape} and {b.shape} do not broadcast "
+                                 f"({a.shape[:-2]} vs {b.shape[:-2]})") from None
         ctx.save_for_backward(a, b)
         return backend.get_array_module(a).matmul(a, b)
 
