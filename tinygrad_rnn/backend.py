@@ -113,7 +113,9 @@ def infer_dtype(array, from_python):
 def to_device(array, device):
     """Move an array to ``device`` (a no-op when it is already there)."""
     if device == "cpu":
-        return array if isinstance(array, np.ndarray) else array.get()
+        if isinstance(array, np.ndarray):
+            return array
+        return np.asarray(array) if isinstance(array, np.generic) else array.get()
     return cupy().asarray(array)
 
 

@@ -42,7 +42,10 @@ def save(obj, path):
 def load(path):
     """Read what :func:`save` wrote; a ValueError names a damaged or foreign file."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not hasattr(archive, "files"):
+            raise ValueError("it holds a single array, not an archive")
+        with archive:
             if _HEADER not in archive.files:
                 raise ValueError("it has no tinygrad_rnn header")
             header = json.loads(archive[_HEADER].tobytes().decode())
@@ -57,8 +60,12 @@ def load(path):
 
 def _encode(obj, arrays, where):
     if isinstance(obj, Tensor) or isinstance(obj, np.ndarray) or hasattr(obj, "__cuda_array_interface__"):
+        array = backend.to_device(obj.data if isinstance(obj, Tensor) else obj, "cpu")
+        if array.dtype.hasobject:
+            raise TypeError(f"tg.save: the array at {where} holds Python objects; only numeric and bool "
+                            "arrays are stored (no pickle)")
         key = f"a{len(arrays)}"
-        arrays[key] = backend.to_device(obj.data if isinstance(obj, Tensor) else obj, "cpu")
+        arrays[key] = array
         return {"array": key, "tensor": isinstance(obj, Tensor)}
     if isinstance(obj, dict):
         for k in obj:

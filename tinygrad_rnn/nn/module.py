@@ -101,7 +101,7 @@ class Module:
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad = Tensor._make(p.grad.data * 0, False, None, 0)
+                p.grad = Tensor._make(backend.get_array_module(p.grad.data).zeros_like(p.grad.data), False, None, 0)
 
     def train(self, mode=True):
         for m in self.modules():

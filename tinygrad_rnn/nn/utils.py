@@ -36,7 +36,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
                            "set error_if_nonfinite=False to clip anyway")
     scale = xp.minimum(max_norm / (total + 1e-6), 1.0)
     for p in params:
-        p.grad = Tensor._make((p.grad.data * scale).astype(p.grad.dtype), False, None, 0)
+        p.grad = Tensor._make(xp.asarray(p.grad.data * scale, dtype=p.grad.dtype), False, None, 0)
     return Tensor._make(xp.asarray(total), False, None, 0)
 
 
@@ -46,4 +46,4 @@ def clip_grad_value_(parameters, clip_value):
         raise ValueError(f"clip_grad_value_: clip_value must be non-negative, got {clip_value}")
     for p in _with_grads(parameters, "clip_grad_value_"):
         xp = backend.get_array_module(p.grad.data)
-        p.grad = Tensor._make(xp.clip(p.grad.data, -clip_value, clip_value), False, None, 0)
+        p.grad = Tensor._make(xp.asarray(xp.clip(p.grad.data, -clip_value, clip_value)), False, None, 0)

@@ -88,11 +88,13 @@ class ReduceLROnPlateau:
         self.last_epoch = 0
 
     def is_better(self, value):
-        if self.threshold_mode == "rel":
-            margin = abs(self.best) * self.threshold
-        else:
-            margin = self.threshold
-        return value < self.best - margin if self.mode == "min" else value > self.best + margin
+        """PyTorch's test: below best * (1 - threshold) (rel) or best - threshold (abs) in
+        "min" mode, above best * (1 + threshold) or best + threshold in "max" mode."""
+        if self.mode == "min":
+            bound = self.best * (1 - self.threshold) if self.threshold_mode == "rel" else self.best - self.threshold
+            return value < bound
+        bound = self.best * (1 + self.threshold) if self.threshold_mode == "rel" else self.best + self.threshold
+        return value > bound
 
     def step(self, metric):
         metric = float(metric)

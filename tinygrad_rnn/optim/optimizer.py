@@ -45,13 +45,15 @@ class Optimizer:
     def zero_grad(self, set_to_none=True):
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None if set_to_none or p.grad is None else Tensor._make(p.grad.data * 0, False, None, 0)
+                p.grad = None if set_to_none or p.grad is None else _zeros_like(p.grad)
 
     def step(self):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
                     self.update(p, p.grad.data, group, self.state.setdefault(p, {}))
+                    if isinstance(p.data, np.generic):     # NumPy makes scalars of 0-d results
+                        p.data = np.asarray(p.data)
 
     def update(self, p, grad, group, state):
         raise NotImplementedError
@@ -81,3 +83,7 @@ class Optimizer:
             p = params[int(i)]
             self.state[p] = {k: (backend.to_device(np.asarray(v, dtype=p.dtype), p.device) if np.ndim(v) else v)
                              for k, v in s.items()}
+
+
+def _zeros_like(t):
+    return Tensor._make(backend.get_array_module(t.data).zeros_like(t.data), False, None, 0)

@@ -1,0 +1,692 @@
+"""tg.optim: optimizers, learning-rate schedules and gradient clipping.
+
+Each optimizer runs several steps on a fixed sequence of gradients and is
+compared with its update rule written out below in NumPy (float64) and, where
+PyTorch is installed, with ``torch.optim`` under the same hyperparameters.
+Schedules are compared with their closed forms, clipping with the norm it
+promises.
+"""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import strategies as st
+
+import tinygrad_rnn as tg
+from tinygrad_rnn.optim import lr_scheduler
+
+nn = tg.nn
+optim = tg.optim
+clip_grad_norm_ = tg.nn.utils.clip_grad_norm_
+clip_grad_value_ = tg.nn.utils.clip_grad_value_
+
+
+def hyp(max_examples=None):
+    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          "phases": [p for p in settings.default.phases if p != Phase.explain]}
+    if max_examples is not None:
+        kw["max_examples"] = min(max_examples, settings.default.max_examples)
+    return settings(**kw)
+
+
+# ----------------------------------------------------------------- a fixed problem
+SHAPES = [(3, 4), (5,)]
+STEPS = 7
+SCALES = [3.0, 1.0, 0.2, 2.0, 0.05, 0.5, 1.5]     # shrinking gradients make amsgrad's maximum matter
+
+
+def initial_values():
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal(s) for s in SHAPES]
+
+
+def gradient_sequence():
+    rng = np.random.default_rng(1)
+    return [[scale * rng.standard_normal(s) for s in SHAPES] for scale in SCALES]
+
+
+def make_params(device, arrays=None, dtype=tg.float64):
+    arrays = initial_values() if arrays is None else arrays
+    return [nn.Parameter(tg.tensor(a, dtype=dtype, device=device)) for a in arrays]
+
+
+def set_grads(params, grads):
+    for p, g in zip(params, grads):
+        p.grad = tg.tensor(g, dtype=p.dtype, device=p.device)
+
+
+def run(opt_cls, kwargs, device, steps=STEPS):
+    params = make_params(device)
+    opt = opt_cls(params, **kwargs)
+    for grads in gradient_sequence()[:steps]:
+        set_grads(params, grads)
+        opt.step()
+    return [p.numpy() for p in params]
+
+
+# ----------------------------------------------------------------- the update rules, written out
+def ref_sgd(p, grads, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    buf = None
+    for g in grads:
+        d = g + weight_decay * p
+        if momentum:
+            buf = d.copy() if buf is None else momentum * buf + (1 - dampening) * d
+            d = d + momentum * buf if nesterov else buf
+        p = p - lr * d
+    return p
+
+
+def ref_adam(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, decoupled=False):
+    b1, b2 = betas
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    vmax = np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g ** 2
+        vmax = np.maximum(vmax, v)
+        m_hat = m / (1 - b1 ** t)
+        v_hat = (vmax if amsgrad else v) / (1 - b2 ** t)
+        p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return p
+
+
+def ref_adamw(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+    return ref_adam(p, grads, lr, betas, eps, weight_decay, amsgrad, decoupled=True)
+
+
+def ref_rmsprop(p, grads, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+    sq = np.zeros_like(p)
+    avg = np.zeros_like(p)
+    buf = np.zeros_like(p)
+    for g in grads:
+        g = g + weight_decay * p
+        sq = alpha * sq + (1 - alpha) * g ** 2
+        if centered:
+            avg = alpha * avg + (1 - alpha) * g
+            denom = np.sqrt(sq - avg ** 2) + eps
+        else:
+            denom = np.sqrt(sq) + eps
+        if momentum:
+            buf = momentum * buf + g / denom
+            p = p - lr * buf
+        else:
+            p = p - lr * g / denom
+    return p
+
+
+def ref_adagrad(p, grads, lr, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
+    s = np.full_like(p, initial_accumulator_value)
+    for t, g in enumerate(grads, start=1):
+        g = g + weight_decay * p
+        clr = lr / (1 + (t - 1) * lr_decay)
+        s = s + g ** 2
+        p = p - clr * g / (np.sqrt(s) + eps)
+    return p
+
+
+CASES = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.1, momentum=0.9)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.3)),
+    ("SGD", dict(lr=0.1, momentum=0.8, nesterov=True)),
+    ("SGD", dict(lr=0.1, momentum=0.5, weight_decay=0.1)),
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("Adam", dict(lr=0.01)),
+    ("Adam", dict(lr=0.02, betas=(0.8, 0.9))),
+    ("Adam", dict(lr=0.01, betas=(0.9, 0.99), amsgrad=True)),
+    ("Adam", dict(lr=0.01, weight_decay=0.1)),
+    ("Adam", dict(lr=0.01, betas=(0.5, 0.9), weight_decay=0.1, amsgrad=True, eps=1e-3)),
+    ("AdamW", dict(lr=0.01)),
+    ("AdamW", dict(lr=0.05, weight_decay=0.5)),
+    ("AdamW", dict(lr=0.01, betas=(0.9, 0.99), weight_decay=0.1, amsgrad=True)),
+    ("RMSprop", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.01, alpha=0.9, eps=1e-4)),
+    ("RMSprop", dict(lr=0.01, centered=True)),
+    ("RMSprop", dict(lr=0.01, momentum=0.9)),
+    ("RMSprop", dict(lr=0.01, alpha=0.8, centered=True, momentum=0.9, weight_decay=0.1)),
+    ("Adagrad", dict(lr=0.1)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.1)),
+    ("Adagrad", dict(lr=0.1, initial_accumulator_value=0.5)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.05, initial_accumulator_value=0.1, weight_decay=0.1, eps=1e-6)),
+]
+REFERENCE = {"SGD": ref_sgd, "Adam": ref_adam, "AdamW": ref_adamw, "RMSprop": ref_rmsprop, "Adagrad": ref_adagrad}
+CASE_IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, kw in CASES]
+
+
+@pytest.mark.parametrize("name, kwargs", CASES, ids=CASE_IDS)
+def test_optimizer_matches_its_update_rule(name, kwargs, device):
+    got = run(getattr(optim, name), kwargs, device)
+    grads = gradient_sequence()
+    for i, p0 in enumerate(initial_values()):
+        expected = REFERENCE[name](p0, [g[i] for g in grads], **kwargs)
+        np.testing.assert_allclose(got[i], expected, rtol=1e-10, atol=1e-12)
+        assert not np.allclose(got[i], p0)
+
+
+@pytest.mark.parametrize("name, kwargs", CASES, ids=CASE_IDS)
+def test_optimizer_matches_torch(name, kwargs, device):
+    torch = pytest.importorskip("torch")
+    got = run(getattr(optim, name), kwargs, device)
+    tparams = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in initial_values()]
+    topt = getattr(torch.optim, name)(tparams, **kwargs)
+    for grads in gradient_sequence():
+        for tp, g in zip(tparams, grads):
+            tp.grad = torch.tensor(g, dtype=torch.float64)
+        topt.step()
+    for g, tp in zip(got, tparams):
+        np.testing.assert_allclose(g, tp.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_default_hyperparameters_match_torch():
+    torch = pytest.importorskip("torch")
+    p = nn.Parameter(tg.zeros(2))
+    tp = torch.zeros(2, requires_grad=True)
+    for name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad"):
+        ours = getattr(optim, name)([p]).defaults
+        theirs = getattr(torch.optim, name)([tp]).defaults
+        for key, value in ours.items():
+            assert theirs[key] == value, (name, key)
+
+
+# ----------------------------------------------------------------- state
+@pytest.mark.parametrize("name, kwargs", [CASES[i] for i in (2, 3, 10, 13, 18, 22)],
+                         ids=[CASE_IDS[i] for i in (2, 3, 10, 13, 18, 22)])
+@pytest.mark.parametrize("through_file", [False, True])
+def test_state_dict_round_trip_continues_identically(name, kwargs, through_file, device, tmp_path):
+    cls = getattr(optim, name)
+    grads = gradient_sequence()
+    straight = run(cls, kwargs, device)
+
+    params = make_params(device)
+    opt = cls(params, **kwargs)
+    for g in grads[:3]:
+        set_grads(params, g)
+        opt.step()
+    state = opt.state_dict()
+    snapshot = [p.numpy().copy() for p in params]
+    saved_arrays = {i: {k: np.array(v, copy=True) for k, v in s.items()} for i, s in state["state"].items()}
+    if through_file:
+        tg.save(state, tmp_path / "opt.npz")
+        state = tg.load(tmp_path / "opt.npz")
+    # the old optimizer keeps going; the saved state must not follow it
+    set_grads(params, grads[3])
+    opt.step()
+    for i, s in saved_arrays.items():
+        for k, v in s.items():
+            np.testing.assert_array_equal(np.asarray(state["state"][i][k]), v)
+
+    resumed = make_params(device, snapshot)
+    opt2 = cls(resumed, **{k: v for k, v in kwargs.items() if k != "lr"}, lr=123.0)   # lr comes from the state
+    opt2.load_state_dict(state)
+    assert opt2.param_groups[0]["lr"] == kwargs["lr"]
+    for g in grads[3:]:
+        set_grads(resumed, g)
+        opt2.step()
+    for a, b in zip(straight, resumed):
+        assert np.array_equal(a, b.numpy())
+
+
+def test_state_dict_layout_follows_torch(device):
+    params = make_params(device)
+    opt = optim.Adam(params, lr=0.1)
+    set_grads(params, gradient_sequence()[0])
+    opt.step()
+    sd = opt.state_dict()
+    assert set(sd) == {"state", "param_groups"}
+    assert sorted(sd["state"]) == [0, 1]
+    assert sd["state"][0]["step"] == 1
+    assert isinstance(sd["state"][1]["exp_avg"], np.ndarray) and sd["state"][1]["exp_avg"].shape == (5,)
+    assert sd["param_groups"][0]["params"] == [0, 1]
+    assert sd["param_groups"][0]["lr"] == 0.1
+    with pytest.raises(ValueError, match="load_state_dict"):
+        optim.Adam(params[:1]).load_state_dict(sd)
+
+
+# ----------------------------------------------------------------- behaviour promised by the package
+@pytest.mark.parametrize("name, kwargs", CASES, ids=CASE_IDS)
+def test_step_does_not_write_into_the_old_arrays(name, kwargs, device):
+    params = make_params(device)
+    opt = getattr(optim, name)(params, **kwargs)
+    for grads in gradient_sequence()[:3]:
+        set_grads(params, grads)
+        old = [p.data for p in params]
+        old_values = [p.numpy().copy() for p in params]
+        old_grads = [p.grad.numpy().copy() for p in params]
+        opt.step()
+        for p, o, v, g in zip(params, old, old_values, old_grads):
+            assert p.data is not o
+            np.testing.assert_array_equal(tg.Tensor(o).numpy(), v)      # the old array is intact
+            np.testing.assert_array_equal(p.grad.numpy(), g)              # and so is the gradient
+            assert not np.array_equal(p.numpy(), v)
+
+
+def test_a_held_graph_keeps_the_weights_it_was_built_with(device):
+    w = nn.Parameter(tg.tensor([1.0, 2.0, 3.0], dtype=tg.float64, device=device))
+    x = tg.tensor([0.5, -1.0, 2.0], dtype=tg.float64, device=device, requires_grad=True)
+    y = (w * x).sum()
+    opt = optim.Adam([w], lr=0.5)
+    w.grad = tg.ones(3, dtype=tg.float64, device=device)
+    opt.step()
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("name, kwargs", [c for c in CASES if c[1].get("weight_decay", 0) == 0][::3])
+def test_float32_parameters_stay_float32(name, kwargs, device):
+    params = make_params(device, dtype=tg.float32)
+    opt = getattr(optim, name)(params, **kwargs)
+    for grads in gradient_sequence()[:3]:
+        set_grads(params, grads)
+        opt.step()
+    assert all(p.dtype == tg.float32 for p in params)
+    for s in opt.state.values():
+        for v in s.values():
+            if hasattr(v, "dtype") and np.ndim(v):
+                assert v.dtype == np.float32
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_a_scalar_parameter_stays_a_tensor_of_shape_0d(name, device):
+    p = nn.Parameter(tg.tensor(1.5, dtype=tg.float64, device=device))
+    opt = getattr(optim, name)([p], lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        (p * p).backward()
+        opt.step()
+    assert p.shape == () and p.dtype == tg.float64 and p.device == device
+    value = p.numpy()
+    assert isinstance(value, np.ndarray) and value.shape == ()
+    assert 0.0 < float(value) < 1.5
+    assert isinstance(opt.state_dict(), dict)
+
+
+def test_parameters_without_grad_are_left_alone(device):
+    a, b = make_params(device)
+    before = b.numpy().copy()
+    opt = optim.Adam([a, b], lr=0.1)
+    a.grad = tg.ones(a.shape, dtype=tg.float64, device=device)
+    opt.step()
+    np.testing.assert_array_equal(b.numpy(), before)
+    assert b not in opt.state or not opt.state[b]
+
+
+def test_param_groups_use_their_own_hyperparameters(device):
+    a, b = make_params(device)
+    a0, b0 = a.numpy().copy(), b.numpy().copy()
+    opt = optim.SGD([{"params": [a]}, {"params": b, "lr": 0.5, "momentum": 0.9}], lr=0.1)
+    assert opt.param_groups[0]["momentum"] == 0.0 and opt.param_groups[1]["momentum"] == 0.9
+    ga, gb = np.ones(a.shape), np.full(b.shape, 2.0)
+    for _ in range(2):
+        set_grads([a, b], [ga, gb])
+        opt.step()
+    np.testing.assert_allclose(a.numpy(), a0 - 0.1 * 2 * ga, rtol=1e-12)
+    np.testing.assert_allclose(b.numpy(), b0 - 0.5 * gb - 0.5 * (0.9 * gb + gb), rtol=1e-12)
+
+
+def test_optimizer_zero_grad(device):
+    params = make_params(device)
+    opt = optim.SGD(params, lr=0.1)
+    set_grads(params, gradient_sequence()[0])
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not np.any(p.grad.numpy()) for p in params)
+    opt.zero_grad()
+    assert all(p.grad is None for p in params)
+
+
+def test_optimizer_zero_grad_clears_non_finite_gradients(device):
+    """After an exploding step the gradients hold inf/nan; zeroing must still give zeros."""
+    params = make_params(device)
+    opt = optim.SGD(params, lr=0.1)
+    set_grads(params, [np.full(s, np.nan) for s in SHAPES])
+    params[1].grad = tg.tensor(np.full(5, np.inf), dtype=tg.float64, device=device)
+    with np.errstate(invalid="ignore"):
+        opt.zero_grad(set_to_none=False)
+    for p in params:
+        np.testing.assert_array_equal(p.grad.numpy(), np.zeros(p.shape))
+
+
+def test_training_a_module_reduces_the_loss(device):
+    tg.manual_seed(0)
+    x = tg.randn(32, 3, dtype=tg.float64, device=device)
+    target = x @ tg.tensor([[1.0], [-2.0], [0.5]], dtype=tg.float64, device=device) + 0.3
+    model = nn.Linear(3, 1, dtype=tg.float64, device=device)
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    losses = []
+    for _ in range(100):
+        loss = ((model(x) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 1e-3 * losses[0]
+
+
+# ----------------------------------------------------------------- bad hyperparameters
+@pytest.mark.parametrize("name, kwargs, words", [
+    ("SGD", dict(lr=-0.1), "lr"),
+    ("SGD", dict(lr=0.1, momentum=-0.5), "momentum"),
+    ("SGD", dict(lr=0.1, weight_decay=-1.0), "weight_decay"),
+    ("SGD", dict(lr=0.1, nesterov=True), "nesterov"),
+    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "nesterov"),
+    ("Adam", dict(lr=-1.0), "lr"),
+    ("Adam", dict(betas=(1.0, 0.999)), "betas"),
+    ("Adam", dict(betas=(0.9, -0.1)), "betas"),
+    ("Adam", dict(eps=-1e-8), "eps"),
+    ("Adam", dict(weight_decay=-0.1), "weight_decay"),
+    ("AdamW", dict(betas=(0.9, 1.5)), "betas"),
+    ("AdamW", dict(lr=-1e-3), "lr"),
+    ("RMSprop", dict(alpha=1.5), "alpha"),
+    ("RMSprop", dict(alpha=-0.1), "alpha"),
+    ("RMSprop", dict(momentum=-0.9), "momentum"),
+    ("RMSprop", dict(eps=-1.0), "eps"),
+    ("Adagrad", dict(lr_decay=-0.1), "lr_decay"),
+    ("Adagrad", dict(initial_accumulator_value=-1.0), "initial_accumulator_value"),
+    ("Adagrad", dict(lr=-0.1), "lr"),
+])
+def test_bad_hyperparameters_raise(name, kwargs, words, device):
+    with pytest.raises(ValueError, match=words):
+        getattr(optim, name)(make_params(device), **kwargs)
+
+
+def test_bad_parameter_lists_raise(device):
+    a, b = make_params(device)
+    with pytest.raises(ValueError, match="empty"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="two groups"):
+        optim.SGD([{"params": [a]}, {"params": [a, b]}], lr=0.1)
+    with pytest.raises(TypeError, match="leaf"):
+        optim.SGD([a * 2], lr=0.1)
+
+
+# ----------------------------------------------------------------- learning-rate schedules
+def _sgd(lrs=(0.1,), device="cpu"):
+    params = make_params(device)
+    return optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, lrs)], lr=lrs[0])
+
+
+def _lr_sequence(scheduler, opt, epochs):
+    seq = [scheduler.get_last_lr()]
+    for _ in range(epochs):
+        opt.step()
+        scheduler.step()
+        seq.append(scheduler.get_last_lr())
+    return seq
+
+
+SCHEDULES = [
+    ("StepLR", dict(step_size=3, gamma=0.5), lambda base, e: base * 0.5 ** (e // 3)),
+    ("StepLR", dict(step_size=1, gamma=0.9), lambda base, e: base * 0.9 ** e),
+    ("ExponentialLR", dict(gamma=0.8), lambda base, e: base * 0.8 ** e),
+    ("CosineAnnealingLR", dict(T_max=5), lambda base, e: base * (1 + math.cos(math.pi * e / 5)) / 2),
+    ("CosineAnnealingLR", dict(T_max=4, eta_min=0.01),
+     lambda base, e: 0.01 + (base - 0.01) * (1 + math.cos(math.pi * e / 4)) / 2),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, closed_form", SCHEDULES, ids=[f"{s[0]}-{s[1]}" for s in SCHEDULES])
+def test_schedules_follow_closed_forms(name, kwargs, closed_form, device):
+    bases = (0.1, 0.03)
+    opt = _sgd(bases, device)
+    sched = getattr(lr_scheduler, name)(opt, **kwargs)
+    epochs = 12
+    seq = _lr_sequence(sched, opt, epochs)
+    for epoch, lrs in enumerate(seq):
+        assert lrs == pytest.approx([closed_form(b, epoch) for b in bases], rel=1e-12, abs=1e-15)
+    assert [g["lr"] for g in opt.param_groups] == seq[-1]
+    assert sched.last_epoch == epochs
+
+
+@pytest.mark.parametrize("name, kwargs, closed_form", SCHEDULES, ids=[f"{s[0]}-{s[1]}" for s in SCHEDULES])
+def test_schedules_match_torch(name, kwargs, closed_form, device):
+    torch = pytest.importorskip("torch")
+    opt = _sgd((0.1,), device)
+    ours = _lr_sequence(getattr(lr_scheduler, name)(opt, **kwargs), opt, 12)
+    tp = torch.zeros(1, requires_grad=True)
+    topt = torch.optim.SGD([tp], lr=0.1)
+    tsched = getattr(torch.optim.lr_scheduler, name)(topt, **kwargs)
+    theirs = [tsched.get_last_lr()]
+    for _ in range(12):
+        topt.step()
+        tsched.step()
+        theirs.append(tsched.get_last_lr())
+    for a, b in zip(ours, theirs):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12)
+
+
+def test_the_optimizer_uses_the_scheduled_lr(device):
+    p = nn.Parameter(tg.zeros(1, dtype=tg.float64, device=device))
+    opt = optim.SGD([p], lr=1.0)
+    sched = lr_scheduler.StepLR(opt, step_size=2, gamma=0.1)
+    total = 0.0
+    for epoch in range(5):
+        p.grad = tg.ones(1, dtype=tg.float64, device=device)
+        opt.step()
+        total += 0.1 ** (epoch // 2)
+        sched.step()
+    np.testing.assert_allclose(p.numpy(), [-total], rtol=1e-12)
+
+
+def test_scheduler_state_dict_round_trip(device):
+    opt = _sgd((0.1,), device)
+    sched = lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    for _ in range(3):
+        sched.step()
+    state = sched.state_dict()
+    assert "optimizer" not in state
+    expected = _lr_sequence(sched, opt, 4)
+    opt2 = _sgd((0.1,), device)
+    sched2 = lr_scheduler.StepLR(opt2, step_size=2, gamma=0.5)
+    sched2.load_state_dict(state)
+    opt2.param_groups[0]["lr"] = expected[0][0]
+    assert _lr_sequence(sched2, opt2, 4) == expected
+
+
+def test_scheduler_arguments_are_checked(device):
+    opt = _sgd((0.1,), device)
+    with pytest.raises(ValueError, match="step_size"):
+        lr_scheduler.StepLR(opt, step_size=0)
+    with pytest.raises(ValueError, match="T_max"):
+        lr_scheduler.CosineAnnealingLR(opt, T_max=0)
+    with pytest.raises(ValueError, match="factor"):
+        lr_scheduler.ReduceLROnPlateau(opt, factor=1.0)
+    with pytest.raises(ValueError, match="mode"):
+        lr_scheduler.ReduceLROnPlateau(opt, mode="lowest")
+    with pytest.raises(ValueError, match="threshold_mode"):
+        lr_scheduler.ReduceLROnPlateau(opt, threshold_mode="relative")
+
+
+def _plateau(metrics, device="cpu", lr=1.0, **kwargs):
+    opt = _sgd((lr,), device)
+    sched = lr_scheduler.ReduceLROnPlateau(opt, **kwargs)
+    out = []
+    for m in metrics:
+        sched.step(m)
+        out.append(sched.get_last_lr()[0])
+    return out
+
+
+@pytest.mark.parametrize("threshold_mode", ["rel", "abs"])
+def test_plateau_reduces_after_patience_bad_epochs(threshold_mode, device):
+    # epoch 1 sets the best; epochs 2, 3, 4 are bad; the 3rd bad epoch (> patience 2) reduces
+    lrs = _plateau([1.0] * 7, device, patience=2, factor=0.1, threshold_mode=threshold_mode)
+    assert lrs == pytest.approx([1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.01])
+
+
+def test_plateau_keeps_the_lr_while_the_metric_improves(device):
+    # the default relative threshold: the first metric must become the best
+    assert _plateau([10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0], device, patience=2) == [1.0] * 8
+    assert _plateau([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], device, mode="max", patience=1) == [1.0] * 6
+    assert _plateau([5.0, 4.0, 3.0, 2.0, 1.0], device, threshold_mode="abs", threshold=0.5, patience=1) == [1.0] * 5
+
+
+def test_plateau_needs_improvement_beyond_the_threshold(device):
+    # improvements of 0.001 are below an absolute threshold of 0.01: they count as bad epochs
+    lrs = _plateau([1.0, 0.999, 0.998, 0.997], device, patience=1, threshold=0.01, threshold_mode="abs")
+    assert lrs == pytest.approx([1.0, 1.0, 0.1, 0.1])
+    # a relative threshold of 1% of the best: 0.995 is not enough below 1.0, 0.98 is
+    lrs = _plateau([1.0, 0.995, 0.98, 0.979], device, patience=1, threshold=0.01)
+    assert lrs == pytest.approx([1.0, 1.0, 1.0, 1.0])
+
+
+def test_plateau_respects_cooldown(device):
+    # reduce at epoch 3; epochs 4 and 5 are cooldown (bad epochs not counted); reduce again at epoch 7
+    lrs = _plateau([1.0] * 8, device, patience=1, cooldown=2, factor=0.5, threshold_mode="abs")
+    assert lrs == pytest.approx([1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25])
+
+
+def test_plateau_respects_min_lr(device):
+    lrs = _plateau([1.0] * 8, device, patience=0, factor=0.5, min_lr=0.3, threshold_mode="abs")
+    assert lrs == pytest.approx([1.0, 0.5, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3])
+    assert min(lrs) >= 0.3
+
+
+@hyp(15)
+@given(metrics=st.lists(st.integers(1, 4), min_size=1, max_size=25), patience=st.integers(0, 3),
+       cooldown=st.integers(0, 2), mode=st.sampled_from(["min", "max"]),
+       threshold_mode=st.sampled_from(["rel", "abs"]))
+def test_plateau_matches_torch(metrics, patience, cooldown, mode, threshold_mode, device):
+    torch = pytest.importorskip("torch")
+    kwargs = dict(mode=mode, patience=patience, cooldown=cooldown, factor=0.5, min_lr=0.01,
+                  threshold_mode=threshold_mode, threshold=0.1)
+    ours = _plateau([float(m) for m in metrics], device, **kwargs)
+    tp = torch.zeros(1, requires_grad=True)
+    topt = torch.optim.SGD([tp], lr=1.0)
+    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **kwargs)
+    theirs = []
+    for m in metrics:
+        topt.step()
+        tsched.step(float(m))
+        theirs.append(tsched.get_last_lr()[0])
+    assert ours == pytest.approx(theirs, rel=1e-12)
+
+
+# ----------------------------------------------------------------- gradient clipping
+def _with_grads(grads, device, dtype=tg.float64):
+    params = [nn.Parameter(tg.zeros(*g.shape, dtype=dtype, device=device)) for g in grads]
+    set_grads(params, grads)
+    return params
+
+
+def _total_norm(arrays, norm_type):
+    flat = np.concatenate([np.ravel(a).astype(np.float64) for a in arrays])
+    return np.abs(flat).max() if math.isinf(norm_type) else np.sum(np.abs(flat) ** norm_type) ** (1 / norm_type)
+
+
+shapes = st.lists(st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple), min_size=1, max_size=4)
+
+
+@hyp()
+@given(shapes=shapes, seed=st.integers(0, 2 ** 16), scale=st.sampled_from([0.1, 1.0, 30.0, 1e3]),
+       fraction=st.floats(0.01, 0.9), norm_type=st.sampled_from([2.0, float("inf")]))
+def test_clip_grad_norm_gives_the_asked_norm(shapes, seed, scale, fraction, norm_type, device):
+    rng = np.random.default_rng(seed)
+    grads = [scale * rng.standard_normal(s) for s in shapes]
+    total = _total_norm(grads, norm_type)
+    assume(total > 0.1)
+    params = _with_grads(grads, device)
+    max_norm = fraction * total
+    returned = clip_grad_norm_(params, max_norm, norm_type=norm_type)
+    assert isinstance(returned, tg.Tensor) and returned.shape == ()
+    assert float(returned) == pytest.approx(total, rel=1e-12)
+    clipped = [p.grad.numpy() for p in params]
+    # the scale is max_norm / (total + 1e-6), as in PyTorch: exact up to 1e-6 / total
+    tol = 1e-6 / total + 1e-12
+    assert _total_norm(clipped, norm_type) == pytest.approx(max_norm, rel=tol)
+    # one scale for every gradient: the direction is kept
+    factor = max_norm / total
+    for g, c in zip(grads, clipped):
+        np.testing.assert_allclose(c, g * factor, rtol=tol, atol=0)
+
+
+@hyp()
+@given(shapes=shapes, seed=st.integers(0, 2 ** 16), norm_type=st.sampled_from([1.0, 2.0, 3.0, float("inf")]))
+def test_clip_grad_norm_leaves_small_gradients_alone(shapes, seed, norm_type, device):
+    grads = [np.random.default_rng(seed).standard_normal(s) for s in shapes]
+    total = _total_norm(grads, norm_type)
+    params = _with_grads(grads, device)
+    returned = clip_grad_norm_(params, 2 * total + 1e-3, norm_type=norm_type)
+    assert float(returned) == pytest.approx(total, rel=1e-12)
+    for g, p in zip(grads, params):
+        np.testing.assert_array_equal(p.grad.numpy(), g)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_clip_grad_norm_matches_torch(norm_type, device):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    grads = [5 * rng.standard_normal(s) for s in [(3, 4), (5,), (2, 2, 2)]]
+    params = _with_grads(grads, device)
+    ours = clip_grad_norm_(params, 1.5, norm_type=norm_type)
+    tparams = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
+    for tp, g in zip(tparams, grads):
+        tp.grad = torch.tensor(g)
+    theirs = torch.nn.utils.clip_grad_norm_(tparams, 1.5, norm_type=norm_type)
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-12)
+    for p, tp in zip(params, tparams):
+        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-12)
+
+
+def test_clip_grad_norm_details(device):
+    params = _with_grads([np.full((2, 2), 3.0)], device, dtype=tg.float32)
+    params.append(nn.Parameter(tg.zeros(3, device=device)))          # no grad: ignored
+    total = clip_grad_norm_(params, 1.0)
+    assert float(total) == pytest.approx(6.0)
+    assert params[0].grad.dtype == tg.float32 and params[1].grad is None
+    np.testing.assert_allclose(params[0].grad.numpy(), np.full((2, 2), 0.5), rtol=1e-5)
+    single = _with_grads([np.array([3.0, 4.0])], device)[0]
+    assert float(clip_grad_norm_(single, 1.0)) == pytest.approx(5.0)    # a lone tensor is accepted
+    np.testing.assert_allclose(single.grad.numpy(), [0.6, 0.8], rtol=1e-5)
+    assert float(clip_grad_norm_([nn.Parameter(tg.zeros(2, device=device))], 1.0)) == 0.0
+    zero = _with_grads([np.zeros(3)], device)
+    clip_grad_norm_(zero, 1.0)
+    np.testing.assert_array_equal(zero[0].grad.numpy(), np.zeros(3))
+    with pytest.raises(ValueError, match="max_norm"):
+        clip_grad_norm_(params, -1.0)
+    with pytest.raises(ValueError, match="norm_type"):
+        clip_grad_norm_(params, 1.0, norm_type=0)
+    with pytest.raises(TypeError, match=r"parameters\[1\]"):
+        clip_grad_norm_([params[0], np.ones(2)], 1.0)
+
+
+def test_clipping_a_scalar_gradient_keeps_an_array(device):
+    """A 0-d parameter (a learnable temperature, say) keeps a 0-d array as its gradient."""
+    for clip in (lambda ps: clip_grad_norm_(ps, 0.5), lambda ps: clip_grad_value_(ps, 0.5)):
+        p = nn.Parameter(tg.tensor(2.0, dtype=tg.float64, device=device))
+        (p * p).backward()
+        clip([p])
+        assert p.grad.shape == ()
+        np.testing.assert_allclose(p.grad.numpy(), 0.5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("norm_type", [2.0, float("inf")])
+def test_clip_grad_norm_error_if_nonfinite(bad, norm_type, device):
+    grads = [np.array([1.0, bad, 2.0]), np.ones(2)]
+    params = _with_grads(grads, device)
+    with pytest.raises((RuntimeError, ValueError), match="nan|inf"):
+        clip_grad_norm_(params, 1.0, norm_type=norm_type, error_if_nonfinite=True)
+    for g, p in zip(grads, params):                       # nothing was scaled
+        np.testing.assert_array_equal(p.grad.numpy(), g)
+    with np.errstate(invalid="ignore"):
+        clip_grad_norm_(params, 1.0, norm_type=norm_type)  # without the flag it does not raise
+
+
+@hyp()
+@given(shapes=shapes, seed=st.integers(0, 2 ** 16), clip=st.floats(0.0, 3.0))
+def test_clip_grad_value(shapes, seed, clip, device):
+    grads = [2 * np.random.default_rng(seed).standard_normal(s) for s in shapes]
+    params = _with_grads(grads, device)
+    assert clip_grad_value_(params, clip) is None
+    for g, p in zip(grads, params):
+        np.testing.assert_array_equal(p.grad.numpy(), np.clip(g, -clip, clip))
+
+
+def test_clip_grad_value_errors(device):
+    with pytest.raises(ValueError, match="clip_value"):
+        clip_grad_value_(_with_grads([np.ones(2)], device), -0.5)
