@@ -161,10 +161,9 @@ class Recurrent(Module):
             if self.dropout and self.training and k < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout)
         h_n = _stack_states(finals)
-        output = layer_input.swapaxes(0, 1) if self.batch_first else layer_input
         if unbatched:
-            return output.squeeze(1), _map(h_n, lambda s: s.squeeze(1))
-        return output, h_n
+            return layer_input.squeeze(1), _map(h_n, lambda s: s.squeeze(1))
+        return (layer_input.swapaxes(0, 1) if self.batch_first else layer_input), h_n
 
     def _check_input(self, x, name):
         if not isinstance(x, Tensor):

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import backend, creation
 from ..tensor import Tensor
-from ..xp import concatenate, split, where
+from ..xp import split, where
 from .cells import RecurrentCell, _GatedCell, project_input, uniform_parameter
 
 
@@ -116,15 +116,14 @@ class ClockworkRNNCell(RecurrentCell):
     """Clockwork RNN (Koutník, Greff, Gomez & Schmidhuber 2014). The hidden units
     form ``len(periods)`` equal modules; module k updates only at steps t with
     t mod T_k = 0 and otherwise keeps its value, and it reads the recurrent state
-    only of modules at least as slow as itself (a block upper-triangular W_hh when
-    periods increase):
+    only of modules at least as slow as itself:
 
         h_t^(k) = tanh(x_t W_I^(k)T + b^(k) + sum_{j: T_j >= T_k} h_{t-1}^(j) W_H^(k,j)T)   if t mod T_k = 0
         h_t^(k) = h_{t-1}^(k)                                                        otherwise
 
-    ``project`` receives the whole sequence (T, B, I) and appends to each step the
-    mask of the modules active at it, so ``step`` stays a function of (p, h) alone.
-    Given a single step (B, I), it counts it as t = 0 (every module active).
+    The state is (h, t): the step counter t (B, 1) travels with h, so the clock
+    stays right however the sequence is cut (truncated BPTT, checkpointed
+    segments, one step at a time). The layer's output is h.
     """
 
     def __init__(self, input_size, hidden_size, periods=(1, 2, 4, 8), bias=True, *, device=None, dtype=None):
@@ -132,29 +131,25 @@ class ClockworkRNNCell(RecurrentCell):
         if not periods or hidden_size % len(periods) or any(t < 1 for t in periods):
             raise ValueError(f"ClockworkRNNCell: hidden_size {hidden_size} must split into {len(periods)} equal "
                              f"modules and periods must be positive ints, got periods={periods}")
-        if list(periods) != sorted(periods):
-            raise ValueError(f"ClockworkRNNCell: periods must increase, got {periods}")
         self.input_size, self.hidden_size, self.periods = input_size, hidden_size, periods
         self.weight_ih = uniform_parameter((hidden_size, input_size), hidden_size, device, dtype)
         self.weight_hh = uniform_parameter((hidden_size, hidden_size), hidden_size, device, dtype)
         self.bias_ih = uniform_parameter((hidden_size,), hidden_size, device, dtype) if bias else None
-        size = hidden_size // len(periods)
-        module = np.repeat(np.arange(len(periods)), size)
-        # row k reads column j when module(j) is at least as slow as module(k)
-        self._connectivity = module[None, :] >= module[:, None]
-        self._unit_period = np.array(periods)[module]
+        self._unit_period = np.repeat(np.array(periods), hidden_size // len(periods))
+        # unit k reads unit j when j's module is at least as slow as k's
+        self._connectivity = self._unit_period[None, :] >= self._unit_period[:, None]
 
     def project(self, x):
-        p = project_input(x, self.weight_ih, self.bias_ih)
-        steps = np.arange(x.shape[0]) if x.ndim == 3 else np.zeros(1, dtype=np.int64)
-        active = steps[:, None] % self._unit_period[None, :] == 0         # (T, H)
-        if x.ndim == 3:
-            active = active[:, None, :]                                  # (T, 1, H), broadcast over B
-        active = np.broadcast_to(active, p.shape).astype(p.dtype)
-        return concatenate([p, Tensor(backend.to_device(active, x.device))], axis=-1)
+        return project_input(x, self.weight_ih, self.bias_ih)
 
-    def step(self, p, h):
-        p, active = split(p, self.hidden_size, axis=1)
+    def initial_state(self, batch, like):
+        return super().initial_state(batch, like), creation.zeros(batch, 1, dtype=like.dtype, device=like.device)
+
+    def step(self, p, state):
+        h, t = state
+        xp = backend.get_array_module(h.data)
+        period = xp.asarray(self._unit_period, dtype=t.dtype)
+        active = Tensor._make(t.data % period == 0, False, None, 0)          # (B, H), no gradient
         mask = Tensor(backend.to_device(self._connectivity.astype(h.dtype), h.device))
         candidate = (p + h @ (self.weight_hh * mask).T).tanh()
-        return where(active > 0.5, candidate, h)
+        return where(active, candidate, h), t + 1
