@@ -1,11 +1,13 @@
 """Layers and their building blocks: Module, Parameter, init, layers, cells, recurrent layers, clipping."""
 from .. import functional
 from . import bptt, init, utils
+from .attention import Attention
 from .cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
 from .layers import Dropout, Embedding, Linear
 from .module import Module, ModuleList, Parameter
 from .recurrent import GRU, LSTM, RNN, Recurrent, unroll
+from .seq2seq import Seq2Seq
 from .variants import ClockworkRNNCell, CoupledLSTMCell, JordanCell, PeepholeLSTMCell
 
-__all__ = ["ClockworkRNNCell", "CoupledLSTMCell", "JordanCell", "PeepholeLSTMCell", "Dropout", "Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell", "Linear", "Module", "ModuleList",
+__all__ = ["Attention", "Seq2Seq", "ClockworkRNNCell", "CoupledLSTMCell", "JordanCell", "PeepholeLSTMCell", "Dropout", "Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell", "Linear", "Module", "ModuleList",
            "Parameter", "RNN", "bptt", "RNNCell", "Recurrent", "RecurrentCell", "functional", "init", "unroll", "utils"]

@@ -1,0 +1,251 @@
+"""Encoder-decoder with attention (Bahdanau et al. 2015; Luong et al. 2015), and
+without it (Sutskever, Vinyals & Le 2014), as graph ops on the recurrent layers.
+
+    encoder:  embeddings of the source -> (bi)GRU or LSTM, reading each row to its own length
+    bridge:   s_0 = tanh(W_b [h_fwd; h_bwd]) for every decoder layer (and c_0 likewise for an LSTM)
+    decoder:  s_t = cell([e(y_{t-1}); h~_{t-1}], s_{t-1})       (h~ is fed back only with input feeding)
+              c_t, a_t = attention(s_t, encoder outputs, source mask)
+              h~_t = tanh(W_c [c_t; s_t]),  logits_t = W_o h~_t   (without attention: logits_t = W_o s_t)
+
+Tokens are integer tensors, batch first. ``generate`` decodes greedily or with a
+batched beam search and returns token lists (no BOS, stopped before EOS) and
+each example's attention map.
+"""
+import numpy as np
+
+from .. import creation
+from .. import functional as F
+from ..function import no_grad
+from ..tensor import Tensor
+from ..xp import concatenate, stack, where
+from .attention import KINDS, Attention
+from .cells import GRUCell, LSTMCell
+from .layers import Embedding, Linear
+from .module import Module, ModuleList
+from .recurrent import GRU, LSTM, check_lengths
+
+_CELLS = {"gru": (GRU, GRUCell), "lstm": (LSTM, LSTMCell)}
+
+
+class Seq2Seq(Module):
+    """``logits = model(src, src_lengths, tgt_in, teacher_forcing=1.0)``;
+    ``tokens, attention = model.generate(src, src_lengths, max_len=50, beam_size=1, length_penalty=1.0)``.
+
+    Shapes: src (B, S) ints padded with pad_id, src_lengths B ints, tgt_in (B, T)
+    starting with bos_id -> logits (B, T, tgt_vocab_size). ``teacher_forcing`` < 1
+    feeds the model's own previous prediction instead of the true token with
+    probability 1 - teacher_forcing, per example and step (scheduled sampling,
+    Bengio et al. 2015).
+    """
+
+    def __init__(self, src_vocab_size, tgt_vocab_size, embed_size=64, hidden_size=128, cell="gru",
+                 attention="bahdanau", num_layers=1, bidirectional_encoder=True, dropout=0.0, pad_id=0, bos_id=1,
+                 eos_id=2, input_feeding=True, *, device=None, dtype=None):
+        if cell not in _CELLS:
+            raise ValueError(f"Seq2Seq: cell must be one of {tuple(_CELLS)}, got {cell!r}")
+        if attention is not None and attention not in KINDS:
+            raise ValueError(f"Seq2Seq: attention must be one of {KINDS} or None, got {attention!r}")
+        for name, token in (("pad_id", pad_id), ("bos_id", bos_id), ("eos_id", eos_id)):
+            if not 0 <= token < tgt_vocab_size:
+                raise ValueError(f"Seq2Seq: {name}={token} is outside the target vocabulary of {tgt_vocab_size}")
+        kw = dict(device=device, dtype=dtype)
+        layer, cell_class = _CELLS[cell]
+        self.cell, self.attention_kind, self.hidden_size, self.num_layers = cell, attention, hidden_size, num_layers
+        self.pad_id, self.bos_id, self.eos_id, self.dropout = pad_id, bos_id, eos_id, dropout
+        self.input_feeding = attention is not None and input_feeding
+        directions = 2 if bidirectional_encoder else 1
+        self.src_embed = Embedding(src_vocab_size, embed_size, padding_idx=pad_id, **kw)
+        self.tgt_embed = Embedding(tgt_vocab_size, embed_size, padding_idx=pad_id, **kw)
+        self.encoder = layer(embed_size, hidden_size, num_layers, batch_first=True, dropout=dropout,
+                             bidirectional=bidirectional_encoder, **kw)
+        self.bridge = Linear(directions * hidden_size, hidden_size, **kw)
+        self.bridge_cell = Linear(directions * hidden_size, hidden_size, **kw) if cell == "lstm" else None
+        first_input = embed_size + (hidden_size if self.input_feeding else 0)
+        self.decoder = ModuleList([cell_class(first_input if k == 0 else hidden_size, hidden_size, **kw)
+                                   for k in range(num_layers)])
+        key_size = directions * hidden_size
+        # luong_dot compares the decoder state with the keys directly, so keys of another
+        # size (a bidirectional encoder's) are first projected to hidden_size
+        self.key_projection = None
+        if attention == "luong_dot" and key_size != hidden_size:
+            self.key_projection, key_size = Linear(key_size, hidden_size, bias=False, **kw), hidden_size
+        if attention is not None:
+            self.attention = Attention(hidden_size, key_size, attention, **kw)
+            self.combine = Linear(key_size + hidden_size, hidden_size, bias=False, **kw)
+        self.readout = Linear(hidden_size, tgt_vocab_size, **kw)
+
+    # ----- the three parts -----
+    def encode(self, src, src_lengths):
+        """Decoder initial states (one per layer) and the attention memory (None without attention)."""
+        src, lengths = self._check_source(src, src_lengths)
+        embedded = F.dropout(self.src_embed(src), self.dropout, self.training)
+        outputs, finals = self.encoder(embedded, lengths=lengths)
+        directions = 2 if self.encoder.bidirectional else 1
+
+        def bridge(states, linear):            # (L*D, B, H) -> per layer tanh(W [fwd; bwd])
+            per_layer = []
+            for k in range(self.num_layers):
+                parts = [states[k * directions + d] for d in range(directions)]
+                per_layer.append(linear(concatenate(parts, axis=1) if directions > 1 else parts[0]).tanh())
+            return per_layer
+
+        if self.cell == "lstm":
+            states = list(zip(bridge(finals[0], self.bridge), bridge(finals[1], self.bridge_cell)))
+        else:
+            states = bridge(finals, self.bridge)
+        memory = None
+        if self.attention_kind is not None:
+            steps = np.arange(src.shape[1])[None, :] < lengths[:, None]
+            mask = Tensor(steps, device=src.device)
+            keys = outputs if self.key_projection is None else self.key_projection(outputs)
+            memory = self.attention.prepare(keys, mask)
+        return states, memory
+
+    def decode_step(self, tokens, states, memory, feed):
+        """One decoder step: logits (B, V), the new states, the new fed-back h~, attention weights (B, S)."""
+        x = self.tgt_embed(tokens)
+        if self.input_feeding:
+            x = concatenate([x, feed], axis=1)
+        new_states = []
+        for k, cell in enumerate(self.decoder):
+            state = cell(F.dropout(x, self.dropout, self.training) if k else x, states[k])
+            new_states.append(state)
+            x = state[0] if isinstance(state, tuple) else state
+        weights = None
+        if memory is not None:
+            context, weights = self.attention(x, memory)
+            x = self.combine(concatenate([context, x], axis=1)).tanh()
+        logits = self.readout(F.dropout(x, self.dropout, self.training))
+        return logits, new_states, (x if self.input_feeding else None), weights
+
+    def forward(self, src, src_lengths, tgt_in, teacher_forcing=1.0):
+        if not isinstance(tgt_in, Tensor) or tgt_in.ndim != 2 or tgt_in.dtype.kind not in "iu":
+            raise ValueError(f"Seq2Seq: tgt_in must be an integer tensor (batch, steps), got "
+                             f"{getattr(tgt_in, 'dtype', type(tgt_in).__name__)} {getattr(tgt_in, 'shape', '')}")
+        if tgt_in.shape[0] != src.shape[0]:
+            raise ValueError(f"Seq2Seq: src has {src.shape[0]} rows and tgt_in {tgt_in.shape[0]}")
+        if not 0.0 <= teacher_forcing <= 1.0:
+            raise ValueError(f"Seq2Seq: teacher_forcing must be in [0, 1], got {teacher_forcing}")
+        states, memory = self.encode(src, src_lengths)
+        feed = self._zeros_feed(src.shape[0], src)
+        rng = creation.default_generator()
+        logits, tokens = [], tgt_in[:, 0]
+        for t in range(tgt_in.shape[1]):
+            if t > 0:
+                tokens = tgt_in[:, t]
+                if teacher_forcing < 1.0:
+                    own = Tensor(rng.random(tgt_in.shape[0]) >= teacher_forcing, device=src.device)
+                    guess = Tensor(logits[-1].data.argmax(axis=1), device=src.device)
+                    tokens = where(own, guess, tokens)
+            step_logits, states, feed, _ = self.decode_step(tokens, states, memory, feed)
+            logits.append(step_logits)
+        return stack(logits, axis=1)
+
+    # ----- decoding -----
+    def generate(self, src, src_lengths, max_len=50, beam_size=1, length_penalty=1.0):
+        """Decode without teacher forcing. Returns (tokens, attention): B lists of ids
+        (no BOS, stopped before EOS) and B arrays (len(tokens[b]), src_lengths[b]) of
+        attention weights (zeros (n, 0) without attention). Beam search keeps
+        ``beam_size`` hypotheses per example and ranks finished ones by
+        log p / length ** length_penalty (length counting the EOS)."""
+        if max_len < 1 or beam_size < 1:
+            raise ValueError(f"generate: max_len and beam_size must be at least 1, got {max_len}, {beam_size}")
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad():
+                return self._beam(src, src_lengths, max_len, beam_size, length_penalty)
+        finally:
+            self.train(was_training)
+
+    def _beam(self, src, src_lengths, max_len, beam, alpha):
+        src, lengths = self._check_source(src, src_lengths)
+        batch, source_len = src.shape
+        states, memory = self.encode(src, lengths)
+        rows = np.repeat(np.arange(batch), beam)                   # hypothesis row -> example
+        states = [_take(s, rows, src.device) for s in states]
+        if memory is not None:
+            memory = type(memory)(*(None if m is None else _take(m, rows, src.device)
+                                    for m in (memory.keys, memory.projected, memory.mask)))
+        feed = self._zeros_feed(batch * beam, src)
+        scores = np.full((batch, beam), -np.inf)
+        scores[:, 0] = 0.0                                        # at first every beam is the same: use one
+        history = np.zeros((batch * beam, 0), dtype=np.int64)
+        maps = np.zeros((batch * beam, 0, source_len))
+        finished = [[] for _ in range(batch)]
+        tokens = np.full(batch * beam, self.bos_id)
+        for t in range(max_len):
+            logits, states, feed, weights = self.decode_step(Tensor(tokens, device=src.device), states, memory, feed)
+            logp = F.log_softmax(logits, axis=1).numpy().astype(np.float64)
+            vocab = logp.shape[1]
+            total = (scores.reshape(-1, 1) + logp).reshape(batch, beam * vocab)
+            step_map = weights.numpy() if weights is not None else np.zeros((batch * beam, source_len))
+            parents, tokens, scores = self._select(total, vocab, beam, t, history, maps, step_map, finished,
+                                                   alpha, max_len)
+            history = np.concatenate([history[parents], tokens[:, None]], axis=1)
+            maps = np.concatenate([maps[parents], step_map[parents][:, None]], axis=1)
+            if all(len(f) >= beam for f in finished):
+                break
+            states = [_take(s, parents, src.device) for s in states]
+            feed = None if feed is None else _take(feed, parents, src.device)
+        return self._best(finished, history, maps, scores, lengths, alpha, beam)
+
+    def _select(self, total, vocab, beam, t, history, maps, step_map, finished, alpha, max_len):
+        """Per example: finish the EOS candidates ranked among the top ``beam``, keep the
+        best ``beam`` others alive. Returns parent rows, next tokens and scores."""
+        batch = total.shape[0]
+        parents = np.zeros(batch * beam, dtype=np.int64)
+        tokens = np.full(batch * beam, self.eos_id)
+        scores = np.full((batch, beam), -np.inf)
+        for b in range(batch):
+            order = np.argsort(-total[b], kind="stable")[:2 * beam]
+            alive = 0
+            for rank, flat in enumerate(order):
+                parent, token = b * beam + flat // vocab, flat % vocab
+                score = total[b, flat]
+                if not np.isfinite(score):
+                    break
+                if token == self.eos_id or t == max_len - 1:
+                    if rank < beam and len(finished[b]) < beam:
+                        ended = token == self.eos_id
+                        seq = list(history[parent]) + ([] if ended else [int(token)])
+                        amap = maps[parent] if ended else np.concatenate([maps[parent], step_map[parent][None]])
+                        finished[b].append((score / (t + 1) ** alpha, seq, amap))
+                    continue
+                if alive < beam and len(finished[b]) < beam:
+                    parents[b * beam + alive], tokens[b * beam + alive] = parent, token
+                    scores[b, alive] = score
+                    alive += 1
+            if alive == 0:                      # nothing left alive: keep rows valid, scores -inf
+                parents[b * beam:(b + 1) * beam] = b * beam
+        return parents, tokens, scores
+
+    def _best(self, finished, history, maps, scores, lengths, alpha, beam):
+        out_tokens, out_maps = [], []
+        for b, hyps in enumerate(finished):
+            if not hyps:                         # none ended within max_len: the best alive one
+                k = int(np.argmax(scores[b]))
+                hyps = [(0.0, list(history[b * beam + k]), maps[b * beam + k])]
+            _, seq, amap = max(hyps, key=lambda h: h[0])
+            out_tokens.append([int(x) for x in seq])
+            out_maps.append(np.asarray(amap)[:len(seq), :lengths[b]])
+        return out_tokens, out_maps
+
+    # ----- helpers -----
+    def _zeros_feed(self, batch, like):
+        if not self.input_feeding:
+            return None
+        return creation.zeros(batch, self.hidden_size, dtype=self.readout.weight.dtype, device=like.device)
+
+    def _check_source(self, src, src_lengths):
+        if not isinstance(src, Tensor) or src.ndim != 2 or src.dtype.kind not in "iu":
+            raise ValueError(f"Seq2Seq: src must be an integer tensor (batch, source length), got "
+                             f"{getattr(src, 'dtype', type(src).__name__)} {getattr(src, 'shape', '')}")
+        return src, check_lengths(src_lengths, src.shape[1], src.shape[0], "Seq2Seq")
+
+
+def _take(state, rows, device):
+    """The given rows of a state (a Tensor or a tuple of them)."""
+    if isinstance(state, tuple):
+        return tuple(_take(s, rows, device) for s in state)
+    return state[Tensor(np.asarray(rows), device=device)]
