@@ -16,15 +16,13 @@ import datetime
 import time
 
 import numpy as np
-from tqdm import tqdm
 
-import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from _common import parser, save_figure, start
+from _seq import Vocab, exact_match, train
 
 LOCALES = ("en_US", "en_GB", "fr_FR", "de_DE", "es_ES", "it_IT", "pt_BR", "nl_NL")
 STYLES = ("short", "medium", "long", "full")
-PAD, BOS, EOS = 0, 1, 2
 TARGET_CHARS = "0123456789-"
 
 
@@ -45,47 +43,6 @@ def dataset(rng, train_size, test_size):
         dates = [first + datetime.timedelta(days=int(d)) for d in picks]
         return [(written(d, rng), d.isoformat()) for d in dates]
     return pairs(train_days, train_size), pairs(test_days, test_size)
-
-
-class Vocab:
-    """Characters <-> ids, with ids 0, 1, 2 kept for PAD, BOS and EOS."""
-
-    def __init__(self, chars):
-        self.chars = ["<pad>", "<bos>", "<eos>"] + sorted(set(chars))
-        self.index = {c: i for i, c in enumerate(self.chars)}
-
-    def encode(self, text):
-        return [self.index[c] for c in text]
-
-    def decode(self, ids):
-        return "".join(self.chars[i] for i in ids)
-
-
-def batch(pairs, src_vocab, tgt_vocab, device):
-    """Padded source ids, lengths, decoder inputs (BOS + target) and outputs (target + EOS)."""
-    src = [src_vocab.encode(s) for s, _ in pairs]
-    lengths = np.array([len(s) for s in src])
-    src_ids = np.full((len(src), lengths.max()), PAD)
-    for i, s in enumerate(src):
-        src_ids[i, :len(s)] = s
-    tgt = np.array([tgt_vocab.encode(t) for _, t in pairs])
-    tgt_in = np.concatenate([np.full((len(tgt), 1), BOS), tgt], axis=1)
-    tgt_out = np.concatenate([tgt, np.full((len(tgt), 1), EOS)], axis=1)
-    return (tg.tensor(src_ids, device=device), lengths, tg.tensor(tgt_in, device=device),
-            tg.tensor(tgt_out, device=device))
-
-
-def exact_match(model, pairs, src_vocab, tgt_vocab, device, beam_size=1, size=500):
-    hits, examples = 0, []
-    for i in range(0, len(pairs), size):
-        chunk = pairs[i:i + size]
-        src, lengths, _, _ = batch(chunk, src_vocab, tgt_vocab, device)
-        tokens, maps = model.generate(src, lengths, max_len=12, beam_size=beam_size)
-        for (source, target), ids, amap in zip(chunk, tokens, maps):
-            guess = tgt_vocab.decode(ids)
-            hits += guess == target
-            examples.append((source, target, guess, amap))
-    return hits / len(pairs), examples
 
 
 def plot_attention(examples, args):
@@ -113,29 +70,18 @@ def main():
     args = p.parse_args()
     t0 = start(args, "dates -> ISO 8601 with attention")
     rng = np.random.default_rng(args.seed)
-    train, test = dataset(rng, args.train_size, args.test_size)
-    src_vocab = Vocab("".join(s for s, _ in train + test))
+    train_pairs, test = dataset(rng, args.train_size, args.test_size)
+    src_vocab = Vocab("".join(s for s, _ in train_pairs + test))
     tgt_vocab = Vocab(TARGET_CHARS)
-    print(f"{len(train):,} training and {len(test):,} test pairs (test days never seen in training), "
-          f"{len(src_vocab.chars)} source characters; e.g. {train[0][0]!r} -> {train[0][1]!r}")
+    print(f"{len(train_pairs):,} training and {len(test):,} test pairs (test days never seen in training), "
+          f"{len(src_vocab)} source characters; e.g. {train_pairs[0][0]!r} -> {train_pairs[0][1]!r}")
 
-    model = nn.Seq2Seq(len(src_vocab.chars), len(tgt_vocab.chars), embed_size=32, hidden_size=args.hidden,
+    model = nn.Seq2Seq(len(src_vocab), len(tgt_vocab), embed_size=32, hidden_size=args.hidden,
                        cell="gru", attention="bahdanau", device=args.device)
-    opt = tg.optim.Adam(model.parameters(), lr=args.lr)
-    schedule = tg.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps, eta_min=args.lr / 20)
-    for _ in tqdm(range(args.steps), desc="training"):
-        rows = rng.integers(0, len(train), args.batch)
-        src, lengths, tgt_in, tgt_out = batch([train[i] for i in rows], src_vocab, tgt_vocab, args.device)
-        logits = model(src, lengths, tgt_in)
-        loss = tg.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        schedule.step()
+    train(model, train_pairs, src_vocab, tgt_vocab, args)
     train_time = time.perf_counter() - t0
 
-    accuracy, examples = exact_match(model, test, src_vocab, tgt_vocab, args.device)
+    accuracy, examples = exact_match(model, test, src_vocab, tgt_vocab, args.device, max_len=12)
     print(f"\nheld-out exact match: {accuracy:.2%} on {len(test):,} dates ({train_time:.0f} s to train)")
     for source, target, guess, _ in examples[:8]:
         print(f"  {source:<34} -> {guess}  {'ok' if guess == target else 'wrong, want ' + target}")
