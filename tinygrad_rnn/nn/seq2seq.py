@@ -119,11 +119,12 @@ class Seq2Seq(Module):
         return logits, new_states, (x if self.input_feeding else None), weights
 
     def forward(self, src, src_lengths, tgt_in, teacher_forcing=1.0):
-        if not isinstance(tgt_in, Tensor) or tgt_in.ndim != 2 or tgt_in.dtype.kind not in "iu":
-            raise ValueError(f"Seq2Seq: tgt_in must be an integer tensor (batch, steps), got "
-                             f"{getattr(tgt_in, 'dtype', type(tgt_in).__name__)} {getattr(tgt_in, 'shape', '')}")
+        src, src_lengths = self._check_source(src, src_lengths)
+        _check_ids(tgt_in, "tgt_in", "(batch, steps)")
         if tgt_in.shape[0] != src.shape[0]:
             raise ValueError(f"Seq2Seq: src has {src.shape[0]} rows and tgt_in {tgt_in.shape[0]}")
+        if tgt_in.shape[1] == 0:
+            raise ValueError("Seq2Seq: tgt_in has no steps; expected at least the BOS column")
         if not 0.0 <= teacher_forcing <= 1.0:
             raise ValueError(f"Seq2Seq: teacher_forcing must be in [0, 1], got {teacher_forcing}")
         states, memory = self.encode(src, src_lengths)
@@ -238,10 +239,18 @@ class Seq2Seq(Module):
         return creation.zeros(batch, self.hidden_size, dtype=self.readout.weight.dtype, device=like.device)
 
     def _check_source(self, src, src_lengths):
-        if not isinstance(src, Tensor) or src.ndim != 2 or src.dtype.kind not in "iu":
-            raise ValueError(f"Seq2Seq: src must be an integer tensor (batch, source length), got "
-                             f"{getattr(src, 'dtype', type(src).__name__)} {getattr(src, 'shape', '')}")
+        """src and its lengths as a host int array; ``src_lengths=None`` means every row is full length."""
+        _check_ids(src, "src", "(batch, source length)")
+        if src_lengths is None:
+            return src, np.full(src.shape[0], src.shape[1], dtype=np.int64)
         return src, check_lengths(src_lengths, src.shape[1], src.shape[0], "Seq2Seq")
+
+
+def _check_ids(tokens, name, shape):
+    if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.dtype.kind not in "iu":
+        actual = (f"a Tensor of {tokens.dtype} with shape {tokens.shape}" if isinstance(tokens, Tensor)
+                  else f"a {type(tokens).__name__}")
+        raise ValueError(f"Seq2Seq: {name} must be an integer Tensor {shape}, got {actual}")
 
 
 def _take(state, rows, device):
