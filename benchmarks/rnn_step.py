@@ -21,8 +21,10 @@ How it is measured:
   warm-up call, with the garbage collector on (collected before each call) and the
   objects of the imported modules frozen (``gc.freeze``); forward and backward are timed
   apart inside each call and "step" is the fastest forward+backward call;
+* the three implementations take turns (one call of each per round), so that load from
+  other processes falls on all of them alike and the ratios stay meaningful;
 * repeats adapt to the cost of a step: as many as fit in a fixed time budget per
-  implementation and config, between 3 and 20 (the ``reps`` column, tinygrad/NumPy/PyTorch);
+  implementation and config, between 2 and 20 (the ``reps`` column, tinygrad/NumPy/PyTorch);
 * before any timing, the NumPy reference is CHECKED against tinygrad_rnn (and PyTorch
   when present) in float64 on a small config with the same weights: loss and every
   gradient must agree to 1e-8 relative (max |a - b| / max |b|), or the run aborts;
@@ -37,6 +39,7 @@ How it is measured:
 Run:  python benchmarks/rnn_step.py [--quick] [--kinds lstm,gru,rnn] [--configs 1,4|TxBxIxH,...] [--json PATH]
 """
 import argparse
+import math
 import os
 import platform
 import sys
@@ -61,11 +64,11 @@ IMPLS = ("tinygrad", "numpy", "torch")
 CONFIGS = [(100, 64, 128, 128), (100, 64, 256, 256), (100, 64, 512, 512),
            (50, 1, 64, 64), (1000, 16, 64, 64), (10_000, 16, 64, 64)]
 QUICK_CONFIGS = [(50, 1, 64, 64), (100, 16, 64, 64)]
-LINEAR_T = {"default": (100, 1000, 10_000), "quick": (100, 1000)}   # at B=16, I=H=64
+LINEAR_T = {"default": (100, 1000, 10_000), "quick": (100, 500)}   # at B=16, I=H=64
 MEMORY_T = {"default": 10_000, "quick": 1000}
-BUDGET_S = {"default": 4.0, "quick": 0.2}        # time for the repeats of one implementation and config
+BUDGET_S = {"default": 3.0, "quick": 0.2}        # time for the repeats of one implementation and config
 MAX_REPEATS = {"default": 20, "quick": 3}
-MIN_REPEATS = {"default": 3, "quick": 2}
+MIN_REPEATS = {"default": 2, "quick": 2}
 CHECK_CONFIG = (7, 3, 5, 4)                      # T, B, I, H of the float64 check
 CHECK_RTOL = 1e-8
 AGREE_RTOL = 1e-3                                # float32 timed steps
@@ -197,26 +200,37 @@ def check_reference(kinds):
     return report
 
 
-def time_impl(run, quick):
-    """best_of over as many repeats as fit the budget, after one timed warm-up call."""
+def time_interleaved(runs, quick):
+    """Min times of each ``run`` in ``runs`` ({name: run}), the implementations taking turns.
+
+    A first, untimed call of each sizes its repeats (as many as fit the budget); then the
+    repeats run round-robin, one call of each implementation per round, so that load from
+    other processes on the machine falls on all of them alike."""
     mode = "quick" if quick else "default"
-    start = timer()
-    run()
-    first = timer() - start
-    repeats = int(min(MAX_REPEATS[mode], max(MIN_REPEATS[mode], BUDGET_S[mode] // max(first, 1e-9))))
-    times, out = best_of(run, repeats, warmup=0)
-    return {"fwd_ms": 1e3 * times["fwd_s"], "bwd_ms": 1e3 * times["bwd_s"],
-            "step_ms": 1e3 * times["total_s"], "repeats": repeats}, out
+    repeats = {}
+    for name, run in runs.items():
+        start = timer()
+        run()
+        first = timer() - start
+        repeats[name] = int(min(MAX_REPEATS[mode], max(MIN_REPEATS[mode], BUDGET_S[mode] // max(first, 1e-9))))
+    best = {name: {"fwd_s": math.inf, "bwd_s": math.inf, "total_s": math.inf} for name in runs}
+    outs = {}
+    for round_ in range(max(repeats.values())):
+        for name, run in runs.items():
+            if round_ < repeats[name]:
+                times, outs[name] = best_of(run, 1, warmup=0)
+                best[name] = {key: min(best[name][key], times[key]) for key in times}
+    return {name: {"fwd_ms": 1e3 * b["fwd_s"], "bwd_ms": 1e3 * b["bwd_s"], "step_ms": 1e3 * b["total_s"],
+                   "repeats": repeats[name]} for name, b in best.items()}, outs
 
 
 def time_config(kind, config, quick):
     """Times of every implementation for one kind and config, and how far their results are apart."""
-    row = {"kind": kind, "T": config[0], "B": config[1], "I": config[2], "H": config[3]}
-    results = {}
-    for name, (run, result) in make_all(kind, config).items():
-        row[name], out = time_impl(run, quick)
-        results[name] = result(out)
-    row.setdefault("torch", None)
+    row = {"kind": kind, "T": config[0], "B": config[1], "I": config[2], "H": config[3], "torch": None}
+    impls = make_all(kind, config)
+    times, outs = time_interleaved({name: run for name, (run, _) in impls.items()}, quick)
+    row.update(times)
+    results = {name: impls[name][1](out) for name, out in outs.items()}
     ref = results["tinygrad"]
     row["max_rel_diff"] = max(max_rel_diff(r, ref)[0] for n, r in results.items() if n != "tinygrad")
     step = {n: row[n]["step_ms"] if row[n] else None for n in IMPLS}
@@ -348,7 +362,8 @@ def main(argv=None):
     print(f"Load average (1, 5, 15 min) at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}: other "
           "processes on these CPUs make the times noisy")
     print(f"Times: min over repeats after 1 warm-up, gc on; repeats fit a {BUDGET_S[mode]:g} s budget per "
-          f"implementation and config, {MIN_REPEATS[mode]} to {MAX_REPEATS[mode]}, so the big configs get fewer.")
+          f"implementation and config, {MIN_REPEATS[mode]} to {MAX_REPEATS[mode]}, so the big configs get fewer; "
+          "the implementations take turns, one call each per round.")
     if torch is None:
         print("PyTorch is absent: its columns show a dash.")
     print()
