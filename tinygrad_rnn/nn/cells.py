@@ -18,6 +18,7 @@ from .. import creation
 from ..xp import split
 from . import fused as fused_ops
 from . import init
+from . import scan as scan_ops
 from .module import Module, Parameter
 
 
@@ -49,6 +50,12 @@ class RecurrentCell(Module):
     def step(self, p, state):
         """The new state from the projected input ``p`` (B, ...) and ``state``."""
         raise NotImplementedError(f"{type(self).__name__} must define step(p, state)")
+
+    def scan(self, p, state, valid):
+        """All steps at once: (outputs (T, B, out), final state) from the projected inputs p (T, B, ...),
+        or None when the cell has no whole-sequence op (the unroller then calls ``step`` per step).
+        ``valid`` (T, B) bool or None: where False the state is kept and the output is zero."""
+        return None
 
     def initial_state(self, batch, like):
         """Zeros of shape (batch, hidden_size) on ``like``'s device and dtype."""
@@ -91,6 +98,10 @@ class _GatedCell(RecurrentCell):
         self.bias_ih = uniform_parameter((rows,), hidden_size, device, dtype) if bias else None
         self.bias_hh = uniform_parameter((rows,), hidden_size, device, dtype) if bias else None
 
+    def _scans(self, cls):
+        """Whether the whole-sequence op may stand in for ``step``: fused, and ``step`` not overridden."""
+        return self.fused and type(self).step is cls.step
+
     def project(self, x):
         """x W_ih^T + b_ih + b_hh: both biases fold into the input side."""
         bias = None if self.bias_ih is None else self.bias_ih + self.bias_hh
@@ -120,6 +131,12 @@ class RNNCell(_GatedCell):
         a = p + h @ self.weight_hh.T
         return a.tanh() if self.nonlinearity == "tanh" else a.relu()
 
+    def scan(self, p, h, valid):
+        if not self._scans(RNNCell):
+            return None
+        out, h = scan_ops.RNNScan.apply(p, h, self.weight_hh, self.nonlinearity, valid)
+        return out, h
+
 
 class LSTMCell(_GatedCell):
     """Long short-term memory (Hochreiter & Schmidhuber 1997, with the forget gate
@@ -148,6 +165,12 @@ class LSTMCell(_GatedCell):
         c = f * c + i * g
         return o * c.tanh(), c
 
+    def scan(self, p, state, valid):
+        if not self._scans(LSTMCell):
+            return None
+        out, h, c = scan_ops.LSTMScan.apply(p, state[0], state[1], self.weight_hh, valid)
+        return out, (h, c)
+
 
 class GRUCell(_GatedCell):
     """Gated recurrent unit (Cho et al. 2014), rows stacked r | z | n:
@@ -166,9 +189,19 @@ class GRUCell(_GatedCell):
         """x W_ih^T + b_ih (b_hh stays in the step: b_hn sits inside r * (...))."""
         return project_input(x, self.weight_ih, self.bias_ih)
 
+    def _recurrent_bias(self, h):
+        if self.bias_hh is not None:
+            return self.bias_hh
+        return creation.zeros(3 * self.hidden_size, dtype=h.dtype, device=h.device)
+
+    def scan(self, p, h, valid):
+        if not self._scans(GRUCell):
+            return None
+        out, h = scan_ops.GRUScan.apply(p, h, self.weight_hh, self._recurrent_bias(h), valid)
+        return out, h
+
     def step(self, p, h):
-        bias = self.bias_hh if self.bias_hh is not None else creation.zeros(
-            3 * self.hidden_size, dtype=h.dtype, device=h.device)
+        bias = self._recurrent_bias(h)
         if self.fused:
             return fused_ops.GRUStep.apply(p, h, self.weight_hh, bias)
         p_r, p_z, p_n = split(p, self.hidden_size, axis=1)

@@ -1,0 +1,297 @@
+"""Whole-sequence fused ops: all T steps of an RNN, LSTM or GRU layer in one graph node.
+
+A layer's time loop as one ``Function`` (PyTorch's ``nn.LSTM`` and cuDNN work the
+same way). Forward runs the recurrence on preallocated arrays; backward is
+backpropagation through time written out by hand:
+
+* the local derivatives of every gate are computed for all steps at once, after
+  the loop, as a few large vectorised ops;
+* each step backward is then one (B, G*H) x (G*H, H) matmul and a few small
+  elementwise ops;
+* dL/dW_hh is ONE matmul over all T*B rows at the end, not one per step.
+
+Inputs are the input projections ``p`` (T, B, G*H) of all steps (computed by the
+layer in one matmul, so dL/dW_ih, dL/db and dL/dx come from the graph), the
+initial state and the recurrent weights. ``valid`` (T, B) bool, or None, gives
+variable lengths: where it is False the state is carried unchanged and the
+output is exactly zero (the semantics of ``tinygrad_rnn.nn.unroll``).
+
+Under ``create_graph=True`` the backward recomputes the sequence with the
+per-step fused ops of :mod:`tinygrad_rnn.nn.fused` on Tensors and differentiates
+that, so gradients of any order stay exact.
+"""
+import numpy as np
+
+from .. import backend
+from ..engine import grad as graph_grad
+from ..function import Function
+from ..tensor import Tensor
+from ..xp import stack, unbind, where
+from . import fused
+
+
+def _masked_steps(valid):
+    """The first step at which some row is no longer valid (None when there is none)."""
+    if valid is None:
+        return None
+    ended = np.nonzero(~backend.to_device(valid, "cpu").all(axis=1))[0]
+    return int(ended[0]) if ended.size else None
+
+
+def _gate_activation(xp, z, sigmoid_slices):
+    """Activate z in place: tanh everywhere, then sigmoid(a) = (1 + tanh(a / 2)) / 2 on the given columns."""
+    for s in sigmoid_slices:
+        z[..., s] *= 0.5
+    xp.tanh(z, out=z)
+    for s in sigmoid_slices:
+        z[..., s] *= 0.5
+        z[..., s] += 0.5
+
+
+def _recompute(ctx, grads, run):
+    """Backward under create_graph: rerun the steps on Tensors and differentiate them."""
+    inputs = ctx.saved_tensors
+    outputs = run(*inputs)
+    wanted = [i for i, (t, need) in enumerate(zip(inputs, ctx.needs_input_grad)) if need and t is not None]
+    found = graph_grad(outputs, [inputs[i] for i in wanted], grad_outputs=list(grads), create_graph=True,
+                       allow_unused=True)
+    result = [None] * len(ctx.needs_input_grad)
+    for i, g in zip(wanted, found):
+        result[i] = g
+    return tuple(result)
+
+
+def _run_steps(step, p, state, valid):
+    """The per-step form: ``step(p_t, state) -> state``, with the masking of ``unroll``."""
+    outputs = []
+    for t, p_t in enumerate(unbind(p, axis=0)):
+        new = step(p_t, state)
+        new_parts = new if isinstance(new, tuple) else (new,)
+        if valid is not None and not bool(valid[t].all()):
+            mask = Tensor._make(valid[t][:, None], False, None, 0)
+            old_parts = state if isinstance(state, tuple) else (state,)
+            new_parts = tuple(where(mask, n, o) for n, o in zip(new_parts, old_parts))
+            outputs.append(where(mask, new_parts[0], 0.0))
+        else:
+            outputs.append(new_parts[0])
+        state = new_parts if isinstance(new, tuple) else new_parts[0]
+    parts = state if isinstance(state, tuple) else (state,)
+    return (stack(outputs, axis=0),) + tuple(parts)
+
+
+def _mask_outputs(xp, hs, valid, start):
+    """Outputs from the states hs[1:], zero where ``valid`` is False."""
+    if start is None:
+        return hs[1:]
+    out = hs[1:].copy()
+    out[start:] = xp.where(valid[start:, :, None], out[start:], 0)
+    return out
+
+
+def _carry(xp, new, old, mask):
+    """Rows where ``mask`` is False keep ``old``."""
+    xp.copyto(new, old, where=~mask)
+
+
+class LSTMScan(Function):
+    """outputs (T, B, H), h_T, c_T of an LSTM from p (T, B, 4H), h_0, c_0 and W_hh (4H, H);
+    per step z = p_t + h W_hh^T, i, f, o = sigmoid, g = tanh, c' = f c + i g, h' = o tanh(c')."""
+
+    @staticmethod
+    def forward(ctx, p, h0, c0, w, valid):
+        xp = backend.get_array_module(p)
+        steps, batch, width = p.shape
+        n = width // 4
+        acts = p.copy()                           # becomes the activated i | f | g | o of every step
+        hs = xp.empty((steps + 1, batch, n), p.dtype)
+        cs = xp.empty((steps + 1, batch, n), p.dtype)
+        hs[0], cs[0] = h0, c0
+        w_t = xp.ascontiguousarray(w.T)
+        rec, ig = xp.empty((batch, width), p.dtype), xp.empty((batch, n), p.dtype)
+        start = _masked_steps(valid)
+        sig = (slice(0, 2 * n), slice(3 * n, 4 * n))
+        for t in range(steps):
+            z = acts[t]
+            xp.matmul(hs[t], w_t, out=rec)
+            z += rec
+            _gate_activation(xp, z, sig)
+            xp.multiply(z[:, n:2 * n], cs[t], out=cs[t + 1])
+            xp.multiply(z[:, :n], z[:, 2 * n:3 * n], out=ig)
+            cs[t + 1] += ig
+            xp.tanh(cs[t + 1], out=hs[t + 1])
+            hs[t + 1] *= z[:, 3 * n:]
+            if start is not None and t >= start:
+                _carry(xp, hs[t + 1], hs[t], valid[t][:, None])
+                _carry(xp, cs[t + 1], cs[t], valid[t][:, None])
+        ctx.save_for_backward(p, h0, c0, w)
+        ctx.valid, ctx.start, ctx.cache = valid, start, (acts, hs, cs)
+        return _mask_outputs(xp, hs, valid, start), hs[steps].copy(), cs[steps].copy()
+
+    @staticmethod
+    def backward(ctx, d_out, dh_last, dc_last):
+        if ctx.create_graph:
+            return _recompute(ctx, (d_out, dh_last, dc_last), lambda p, h0, c0, w: _run_steps(
+                lambda p_t, s: fused.LSTMStep.apply(p_t, s[0], s[1], w), p, (h0, c0), ctx.valid))
+        p, h0, c0, w = ctx.saved_tensors
+        xp, valid, start = ctx.xp, ctx.valid, ctx.start
+        acts, hs, cs = ctx.cache
+        steps, batch, width = acts.shape
+        n = width // 4
+        i, f, g, o = (acts[..., k * n:(k + 1) * n] for k in range(4))
+        tanh_c = xp.tanh(cs[1:])
+        dc_from_h = o * (1 - tanh_c * tanh_c)                # dc += dh o (1 - tanh^2 c')
+        dz_all = xp.empty((steps, batch, 4, n), acts.dtype)  # first d(gate pre-activation) / (dc or dh) ...
+        dz_all[:, :, 0] = g * i * (1 - i)
+        dz_all[:, :, 1] = cs[:-1] * f * (1 - f)
+        dz_all[:, :, 2] = i * (1 - g * g)
+        dz_all[:, :, 3] = tanh_c * o * (1 - o)
+        del tanh_c
+        dh, dc = dh_last.copy(), dc_last.copy()
+        for t in range(steps - 1, -1, -1):                   # ... then, step by step, the gradients themselves
+            masked = start is not None and t >= start
+            mask = valid[t][:, None] if masked else None
+            dh += d_out[t] if mask is None else d_out[t] * mask
+            dc_in = dc.copy() if masked else None
+            dc += dh * dc_from_h[t]
+            dz = dz_all[t]
+            dz[:, :3] *= dc[:, None]
+            dz[:, 3] *= dh
+            dc *= f[t]
+            dz = dz.reshape(batch, width)
+            if masked:
+                dz *= mask
+                _carry(xp, dc, dc_in, mask)
+                dh = xp.where(mask, dz @ w, dh)
+            else:
+                dh = dz @ w
+        dz_all = dz_all.reshape(steps, batch, width)
+        need_p, need_h, need_c, need_w, _ = ctx.needs_input_grad
+        dw = dz_all.reshape(-1, width).T @ hs[:-1].reshape(-1, n) if need_w else None
+        return dz_all if need_p else None, dh if need_h else None, dc if need_c else None, dw, None
+
+
+class GRUScan(Function):
+    """outputs (T, B, H), h_T of a GRU from p (T, B, 3H) = x W_ih^T + b_ih, h_0, W_hh (3H, H), b_hh;
+    per step gh = h W_hh^T + b_hh, r, z = sigmoid(p + gh), n = tanh(p_n + r gh_n), h' = n + z (h - n)."""
+
+    @staticmethod
+    def forward(ctx, p, h0, w, b, valid):
+        xp = backend.get_array_module(p)
+        steps, batch, width = p.shape
+        n = width // 3
+        acts = xp.empty((steps, batch, 4 * n), p.dtype)       # r | z | n | gh_n of every step
+        hs = xp.empty((steps + 1, batch, n), p.dtype)
+        hs[0] = h0
+        w_t = xp.ascontiguousarray(w.T)
+        gh = xp.empty((batch, width), p.dtype)
+        start = _masked_steps(valid)
+        for t in range(steps):
+            a = acts[t]
+            xp.matmul(hs[t], w_t, out=gh)
+            gh += b
+            xp.add(p[t, :, :2 * n], gh[:, :2 * n], out=a[:, :2 * n])
+            _gate_activation(xp, a[:, :2 * n], (slice(None),))
+            a[:, 3 * n:] = gh[:, 2 * n:]
+            xp.multiply(a[:, :n], gh[:, 2 * n:], out=a[:, 2 * n:3 * n])
+            a[:, 2 * n:3 * n] += p[t, :, 2 * n:]
+            xp.tanh(a[:, 2 * n:3 * n], out=a[:, 2 * n:3 * n])
+            new, cand = hs[t + 1], a[:, 2 * n:3 * n]
+            xp.subtract(hs[t], cand, out=new)
+            new *= a[:, n:2 * n]
+            new += cand
+            if start is not None and t >= start:
+                _carry(xp, new, hs[t], valid[t][:, None])
+        ctx.save_for_backward(p, h0, w, b)
+        ctx.valid, ctx.start, ctx.cache = valid, start, (acts, hs)
+        return _mask_outputs(xp, hs, valid, start), hs[steps].copy()
+
+    @staticmethod
+    def backward(ctx, d_out, dh_last):
+        if ctx.create_graph:
+            return _recompute(ctx, (d_out, dh_last), lambda p, h0, w, b: _run_steps(
+                lambda p_t, h: fused.GRUStep.apply(p_t, h, w, b), p, h0, ctx.valid))
+        p, h0, w, b = ctx.saved_tensors
+        xp, valid, start = ctx.xp, ctx.valid, ctx.start
+        acts, hs = ctx.cache
+        steps, batch, _ = acts.shape
+        n = hs.shape[2]
+        r, z, cand, gh_n = (acts[..., k * n:(k + 1) * n] for k in range(4))
+        coef_n = (1 - z) * (1 - cand * cand)                 # dn = dh' (1 - z)(1 - n^2)
+        coef_r = gh_n * r * (1 - r)                          # dr = dn gh_n r (1 - r)
+        coef_z = (hs[:-1] - cand) * z * (1 - z)              # dz = dh' (h - n) z (1 - z)
+        d_gh = xp.empty((steps, batch, 3 * n), p.dtype)      # [dr, dz, dn r]: the recurrent side
+        d_pn = xp.empty((steps, batch, n), p.dtype)          # dn: the input side of the candidate
+        dh = dh_last.copy()
+        for t in range(steps - 1, -1, -1):
+            masked = start is not None and t >= start
+            mask = valid[t][:, None] if masked else None
+            dh += d_out[t] if mask is None else d_out[t] * mask
+            dg = d_gh[t]
+            xp.multiply(dh, coef_n[t], out=d_pn[t])
+            xp.multiply(d_pn[t], coef_r[t], out=dg[:, :n])
+            xp.multiply(dh, coef_z[t], out=dg[:, n:2 * n])
+            xp.multiply(d_pn[t], r[t], out=dg[:, 2 * n:])
+            if masked:
+                dg *= mask
+                d_pn[t] *= mask
+                dh = xp.where(mask, dh * z[t] + dg @ w, dh)
+            else:
+                dh = dh * z[t] + dg @ w
+        need_p, need_h, need_w, need_b, _ = ctx.needs_input_grad
+        dp = xp.concatenate([d_gh[..., :2 * n], d_pn], axis=2) if need_p else None
+        dw = d_gh.reshape(-1, 3 * n).T @ hs[:-1].reshape(-1, n) if need_w else None
+        db = d_gh.sum(axis=(0, 1)) if need_b else None
+        return dp, dh if need_h else None, dw, db, None
+
+
+class RNNScan(Function):
+    """outputs (T, B, H), h_T of an Elman RNN from p (T, B, H), h_0 and W_hh (H, H);
+    per step h' = act(p_t + h W_hh^T), act = tanh or relu."""
+
+    @staticmethod
+    def forward(ctx, p, h0, w, nonlinearity, valid):
+        xp = backend.get_array_module(p)
+        steps, batch, n = p.shape
+        hs = xp.empty((steps + 1, batch, n), p.dtype)
+        hs[0] = h0
+        w_t = xp.ascontiguousarray(w.T)
+        start = _masked_steps(valid)
+        for t in range(steps):
+            new = hs[t + 1]
+            xp.matmul(hs[t], w_t, out=new)
+            new += p[t]
+            if nonlinearity == "tanh":
+                xp.tanh(new, out=new)
+            else:
+                xp.maximum(new, 0, out=new)
+            if start is not None and t >= start:
+                _carry(xp, new, hs[t], valid[t][:, None])
+        ctx.save_for_backward(p, h0, w)
+        ctx.nonlinearity, ctx.valid, ctx.start, ctx.hs = nonlinearity, valid, start, hs
+        return _mask_outputs(xp, hs, valid, start), hs[steps].copy()
+
+    @staticmethod
+    def backward(ctx, d_out, dh_last):
+        if ctx.create_graph:
+            return _recompute(ctx, (d_out, dh_last), lambda p, h0, w: _run_steps(
+                lambda p_t, h: fused.RNNStep.apply(p_t, h, w, ctx.nonlinearity), p, h0, ctx.valid))
+        p, h0, w = ctx.saved_tensors
+        xp, valid, start, hs = ctx.xp, ctx.valid, ctx.start, ctx.hs
+        steps = p.shape[0]
+        slope = 1 - hs[1:] * hs[1:] if ctx.nonlinearity == "tanh" else (hs[1:] > 0).astype(p.dtype)
+        da_all = xp.empty_like(p)
+        dh = dh_last.copy()
+        for t in range(steps - 1, -1, -1):
+            masked = start is not None and t >= start
+            mask = valid[t][:, None] if masked else None
+            dh += d_out[t] if mask is None else d_out[t] * mask
+            da = da_all[t]
+            xp.multiply(dh, slope[t], out=da)
+            if masked:
+                da *= mask
+                dh = xp.where(mask, da @ w, dh)
+            else:
+                dh = da @ w
+        need_p, need_h, need_w, _, _ = ctx.needs_input_grad
+        dw = da_all.reshape(-1, p.shape[2]).T @ hs[:-1].reshape(-1, p.shape[2]) if need_w else None
+        return da_all if need_p else None, dh if need_h else None, dw, None, None
