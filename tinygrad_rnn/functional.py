@@ -24,7 +24,10 @@ def linear(x, weight, bias=None):
     if x.shape[-1] != weight.shape[-1]:
         raise ValueError(f"linear: input has {x.shape[-1]} features, weight expects {weight.shape[-1]} "
                          f"(weight shape {weight.shape})")
-    out = x @ weight.T
+    if x.ndim > 2:          # one (N, in) x (in, out) matmul over all leading dims
+        out = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + (weight.shape[0],))
+    else:
+        out = x @ weight.T
     return out if bias is None else out + bias
 
 

@@ -17,7 +17,7 @@ from .. import creation
 from .. import functional as F
 from ..function import no_grad
 from ..tensor import Tensor
-from ..xp import concatenate, stack, where
+from ..xp import concatenate, stack, unbind, where
 from .attention import KINDS, Attention
 from .cells import GRUCell, LSTMCell
 from .layers import Embedding, Linear
@@ -103,7 +103,11 @@ class Seq2Seq(Module):
 
     def decode_step(self, tokens, states, memory, feed):
         """One decoder step: logits (B, V), the new states, the new fed-back h~, attention weights (B, S)."""
-        x = self.tgt_embed(tokens)
+        out, states, feed, weights = self._advance(self.tgt_embed(tokens), states, memory, feed)
+        return self._readout(out), states, feed, weights
+
+    def _advance(self, x, states, memory, feed):
+        """The decoder from an embedded input (B, E) to the attentional state h~ (B, H) it reads out."""
         if self.input_feeding:
             x = concatenate([x, feed], axis=1)
         new_states = []
@@ -115,8 +119,10 @@ class Seq2Seq(Module):
         if memory is not None:
             context, weights = self.attention(x, memory)
             x = self.combine(concatenate([context, x], axis=1)).tanh()
-        logits = self.readout(F.dropout(x, self.dropout, self.training))
-        return logits, new_states, (x if self.input_feeding else None), weights
+        return x, new_states, (x if self.input_feeding else None), weights
+
+    def _readout(self, x):
+        return self.readout(F.dropout(x, self.dropout, self.training))
 
     def forward(self, src, src_lengths, tgt_in, teacher_forcing=1.0):
         src, src_lengths = self._check_source(src, src_lengths)
@@ -129,6 +135,12 @@ class Seq2Seq(Module):
             raise ValueError(f"Seq2Seq: teacher_forcing must be in [0, 1], got {teacher_forcing}")
         states, memory = self.encode(src, src_lengths)
         feed = self._zeros_feed(src.shape[0], src)
+        if teacher_forcing == 1.0:      # the inputs are known: embed them and read out all steps at once
+            outs = []
+            for x in unbind(self.tgt_embed(tgt_in), axis=1):
+                out, states, feed, _ = self._advance(x, states, memory, feed)
+                outs.append(out)
+            return self._readout(stack(outs, axis=1))
         rng = creation.default_generator()
         logits, tokens = [], tgt_in[:, 0]
         for t in range(tgt_in.shape[1]):

@@ -37,5 +37,8 @@ class MatMul(Function):
         if a.ndim == 1:
             g = g.reshape(g.shape[:-2] + (1,) + g.shape[-1:] if b.ndim == 1 else g.shape[:-1] + (1, g.shape[-1]))
         ga = sum_to(g @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape) if na else None
-        gb = sum_to(a2.swapaxes(-1, -2) @ g, b2.shape).reshape(b.shape) if nb else None
+        if nb and b2.ndim == 2 and a2.ndim > 2:      # a batch times one matrix: one matmul over all rows
+            gb = (a2.reshape((-1, a2.shape[-1])).T @ g.reshape((-1, g.shape[-1]))).reshape(b.shape)
+        else:
+            gb = sum_to(a2.swapaxes(-1, -2) @ g, b2.shape).reshape(b.shape) if nb else None
         return ga, gb
