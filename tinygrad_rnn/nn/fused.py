@@ -11,11 +11,17 @@ second derivatives stay exact without saving intermediates.
 """
 from .. import backend
 from ..function import Function
+from ..ops.shape import add_tangents, lift, zero_filled
 
 
 def sigmoid(xp, x):
     """1 / (1 + e^-x), as (1 + tanh(x/2)) / 2: never overflows, arrays or Tensors."""
     return 0.5 * xp.tanh(0.5 * x) + 0.5
+
+
+def recurrent_tangent(h, w, th, tw):
+    """The tangent of h W^T: dh W^T + h dW^T (tangents (K, ...) or None)."""
+    return add_tangents(None if th is None else th @ w.T, None if tw is None else h @ tw.swapaxes(-1, -2))
 
 
 def lstm_gates(xp, p, h, w):
@@ -55,6 +61,18 @@ class LSTMStep(Function):
         _, need_h, need_c, need_w = ctx.needs_input_grad
         return dz, dz @ w if need_h else None, dc * f if need_c else None, dz.T @ h if need_w else None
 
+    @staticmethod
+    def jvp(ctx, tp, th, tc, tw):
+        """dz = dp + dh W^T + h dW^T;  dc' = df c + f dc + di g + i dg;  dh' = do tanh(c') + o (1 - tanh^2 c') dc'."""
+        p, h, c, w = ctx.saved_tensors
+        i, f, g, o, tc_new = ctx.activations
+        n = h.shape[-1]
+        tz, tc = zero_filled([add_tangents(tp, recurrent_tangent(h, w, th, tw)), tc], [p.shape, c.shape], ctx.xp)
+        ti, tf = tz[..., :n] * (i * (1 - i)), tz[..., n:2 * n] * (f * (1 - f))
+        tg, to = tz[..., 2 * n:3 * n] * (1 - g * g), tz[..., 3 * n:] * (o * (1 - o))
+        dc_new = tf * c + f * tc + ti * g + i * tg
+        return to * tc_new + (o * (1 - tc_new * tc_new)) * dc_new, dc_new
+
 
 def gru_gates(xp, p, h, w, b):
     """r, z, n and the recurrent part of n, from p = x W_ih^T + b_ih and h W_hh^T + b_hh (rows r|z|n)."""
@@ -90,6 +108,20 @@ class GRUStep(Function):
         dh = dh_new * z + dgh @ w if need_h else None
         return dp, dh, dgh.T @ h if need_w else None, dgh.sum(axis=0) if need_b else None
 
+    @staticmethod
+    def jvp(ctx, tp, th, tw, tb):
+        """d(gh) = dh W^T + h dW^T + db;  dr, dz = (dp + d(gh)) s(1 - s) per gate;
+        dn = (dp_n + dr gh_n + r d(gh_n)) (1 - n^2);  dh' = dn + dz (h - n) + z (dh - dn)."""
+        p, h, w, b = ctx.saved_tensors
+        r, z, n, gh_n = ctx.activations
+        k = h.shape[-1]
+        tgh = add_tangents(recurrent_tangent(h, w, th, tw), lift(tb, h.ndim))
+        tp, tgh, th = zero_filled([tp, tgh, th], [p.shape, p.shape, h.shape], ctx.xp)
+        tr = (tp[..., :k] + tgh[..., :k]) * (r * (1 - r))
+        tz = (tp[..., k:2 * k] + tgh[..., k:2 * k]) * (z * (1 - z))
+        tn = (tp[..., 2 * k:] + tr * gh_n + r * tgh[..., 2 * k:]) * (1 - n * n)
+        return tn + tz * (h - n) + z * (th - tn)
+
 
 class RNNStep(Function):
     """h' = act(p + h W_hh^T) with p = x W_ih^T + b_ih + b_hh, act tanh or relu."""
@@ -112,3 +144,12 @@ class RNNStep(Function):
             da = ctx.xp.where(out > 0, dh_new, 0)
         _, need_h, need_w, _ = ctx.needs_input_grad
         return da, da @ w if need_h else None, da.T @ h if need_w else None, None
+
+    @staticmethod
+    def jvp(ctx, tp, th, tw, _):
+        """da = dp + dh W^T + h dW^T;  dh' = act'(a) da."""
+        p, h, w, out = ctx.saved_tensors
+        da = add_tangents(tp, recurrent_tangent(h, w, th, tw))
+        if ctx.nonlinearity == "tanh":
+            return da * (1 - out * out)
+        return ctx.xp.where(out > 0, da, 0)

@@ -9,11 +9,15 @@ import math
 from .. import backend
 from ..function import Function
 from ..tensor import Tensor
-from .shape import sum_to
+from .shape import add_tangents, lift, sum_to
 
 
 def _shape(x):
     return x.shape if hasattr(x, "shape") else ()
+
+
+def _out_ndim(ctx):
+    return ctx._out_arrays[0].ndim
 
 
 class Add(Function):
@@ -28,6 +32,11 @@ class Add(Function):
         sa, sb = ctx.shapes
         return sum_to(g, sa) if na else None, sum_to(g, sb) if nb else None
 
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        n = _out_ndim(ctx)
+        return add_tangents(lift(ta, n), lift(tb, n))
+
 
 class Sub(Function):
     @staticmethod
@@ -41,6 +50,11 @@ class Sub(Function):
         sa, sb = ctx.shapes
         return sum_to(g, sa) if na else None, sum_to(-g, sb) if nb else None
 
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        n = _out_ndim(ctx)
+        return add_tangents(lift(ta, n), None if tb is None else -lift(tb, n))
+
 
 class Mul(Function):
     @staticmethod
@@ -53,6 +67,13 @@ class Mul(Function):
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
         return sum_to(g * b, a.shape) if na else None, sum_to(g * a, b.shape) if nb else None
+
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        """d(a b) = da b + a db."""
+        a, b = ctx.saved_tensors
+        n = _out_ndim(ctx)
+        return add_tangents(None if ta is None else lift(ta, n) * b, None if tb is None else a * lift(tb, n))
 
 
 class Div(Function):
@@ -68,6 +89,14 @@ class Div(Function):
         ga = sum_to(g / b, a.shape) if na else None
         gb = sum_to(-g * a / (b * b), b.shape) if nb else None
         return ga, gb
+
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        """d(a / b) = da / b - a db / b^2."""
+        a, b = ctx.saved_tensors
+        n = _out_ndim(ctx)
+        return add_tangents(None if ta is None else lift(ta, n) / b,
+                            None if tb is None else -a * lift(tb, n) / (b * b))
 
 
 class Pow(Function):
@@ -86,6 +115,14 @@ class Pow(Function):
         ga = sum_to(_power_grad(ctx.xp, g, a, b), a.shape) if na else None
         gb = sum_to(g * out * _log(ctx.xp, a), b.shape) if nb else None
         return ga, gb
+
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        """d(a^b) = b a^(b-1) da + a^b log(a) db."""
+        a, b, out = ctx.saved_tensors
+        n = _out_ndim(ctx)
+        return add_tangents(None if ta is None else _power_grad(ctx.xp, lift(ta, n), a, b),
+                            None if tb is None else lift(tb, n) * out * _log(ctx.xp, a))
 
 
 def _power_grad(xp, g, a, b):
@@ -108,6 +145,10 @@ class Neg(Function):
     def backward(ctx, g):
         return -g
 
+    @staticmethod
+    def jvp(ctx, t):
+        return -t
+
 
 class Exp(Function):
     @staticmethod
@@ -121,6 +162,11 @@ class Exp(Function):
         out, = ctx.saved_tensors
         return g * out
 
+    @staticmethod
+    def jvp(ctx, t):
+        out, = ctx.saved_tensors
+        return t * out
+
 
 class Log(Function):
     @staticmethod
@@ -132,6 +178,11 @@ class Log(Function):
     def backward(ctx, g):
         a, = ctx.saved_tensors
         return g / a
+
+    @staticmethod
+    def jvp(ctx, t):
+        a, = ctx.saved_tensors
+        return t / a
 
 
 class Sqrt(Function):
@@ -173,6 +224,11 @@ class Tanh(Function):
         out, = ctx.saved_tensors
         return g * (1 - out * out)
 
+    @staticmethod
+    def jvp(ctx, t):
+        out, = ctx.saved_tensors
+        return t * (1 - out * out)
+
 
 def sigmoid_array(a):
     """1 / (1 + e^-a), computed as (1 + tanh(a/2)) / 2 so it never overflows."""
@@ -191,6 +247,11 @@ class Sigmoid(Function):
         out, = ctx.saved_tensors
         return g * out * (1 - out)
 
+    @staticmethod
+    def jvp(ctx, t):
+        out, = ctx.saved_tensors
+        return t * (out * (1 - out))
+
 
 class Relu(Function):
     @staticmethod
@@ -203,6 +264,11 @@ class Relu(Function):
     def backward(ctx, g):
         out, = ctx.saved_tensors
         return ctx.xp.where(out > 0, g, 0)
+
+    @staticmethod
+    def jvp(ctx, t):
+        out, = ctx.saved_tensors
+        return ctx.xp.where(out > 0, t, 0)
 
 
 class Softplus(Function):
@@ -274,6 +340,13 @@ class Where(Function):
         ga = sum_to(xp.where(cond, g, 0), sa) if na else None
         gb = sum_to(xp.where(cond, 0, g), sb) if nb else None
         return None, ga, gb
+
+    @staticmethod
+    def jvp(ctx, _, ta, tb):
+        cond, = ctx.saved_tensors
+        n = _out_ndim(ctx)
+        ta, tb = lift(ta, n), lift(tb, n)
+        return ctx.xp.where(cond, 0 if ta is None else ta, 0 if tb is None else tb)
 
 
 class Clip(Function):

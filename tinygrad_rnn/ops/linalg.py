@@ -3,7 +3,7 @@ import numpy as np
 
 from .. import backend
 from ..function import Function
-from .shape import sum_to
+from .shape import add_tangents, lift, sum_to
 
 
 class MatMul(Function):
@@ -42,3 +42,18 @@ class MatMul(Function):
         else:
             gb = sum_to(a2.swapaxes(-1, -2) @ g, b2.shape).reshape(b.shape) if nb else None
         return ga, gb
+
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        """d(a b) = da b + a db on the 2-D views (1-D operands as a row and a column); each
+        tangent is lifted to the rank of the product so K sits in front of its batch dims."""
+        a, b = ctx.saved_tensors
+        a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+        b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+        n = max(a2.ndim, b2.ndim)
+        if ta is not None and a.ndim == 1:
+            ta = ta.reshape(ta.shape[:1] + (1,) + a.shape)
+        if tb is not None and b.ndim == 1:
+            tb = tb.reshape(tb.shape + (1,))
+        t = add_tangents(None if ta is None else lift(ta, n) @ b2, None if tb is None else a2 @ lift(tb, n))
+        return t.reshape(t.shape[:1] + ctx._out_arrays[0].shape)

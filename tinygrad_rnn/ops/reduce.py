@@ -35,6 +35,12 @@ class Sum(Function):
         g = g.reshape(kept_shape(ctx.in_shape, ctx.axes))
         return ctx.xp.broadcast_to(g, ctx.in_shape), None, None
 
+    @staticmethod
+    def jvp(ctx, t, *_):
+        """The same sum, one axis further right (behind K); keepdims read off the output's rank."""
+        keepdims = ctx._out_arrays[0].ndim == len(ctx.in_shape)
+        return t.sum(axis=tuple(a + 1 for a in ctx.axes), keepdims=keepdims)
+
 
 class _Extreme(Function):
     """max or min over axes; every element equal to the extreme gets an equal share."""

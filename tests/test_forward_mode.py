@@ -1,0 +1,408 @@
+"""Forward mode: every op's ``jvp`` rule, and the ``jvp`` walk over the recorded graph.
+
+For each op with a rule, K tangent directions at once (some inputs without a
+tangent) are checked two independent ways in float64:
+* against central finite differences (f(x + e v) - f(x - e v)) / 2e, and
+* against reverse mode: for a random cotangent u, <u, J v> = <J^T u, v> with J^T u from tg.grad.
+Hypothesis draws the shapes, including size-1 dims, broadcasting and 0-d tensors.
+"""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinygrad_rnn as tg
+from tinygrad_rnn import ops
+from tinygrad_rnn.nn import fused
+from tinygrad_rnn.study.forward_mode import jvp
+
+
+def hyp(max_examples=None):
+    """Settings on top of the active profile (the ``device`` fixture holds no state)."""
+    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          "phases": [p for p in settings.default.phases if p != Phase.explain]}
+    if max_examples is not None:
+        kw["max_examples"] = min(max_examples, settings.default.max_examples)
+    return settings(**kw)
+
+
+# ----------------------------------------------------------------- the check
+def as_list(out):
+    return [out] if isinstance(out, tg.Tensor) else list(out)
+
+
+def check_jvp(data, device, fn, arrays, fd_rtol=1e-6):
+    """fn's jvp at ``arrays`` against finite differences and against <J^T u, v> from reverse mode."""
+    k = data.draw(st.integers(1, 3), label="K")
+    has = data.draw(st.lists(st.booleans(), min_size=len(arrays), max_size=len(arrays)).filter(any), label="seeded")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    directions = [rng.standard_normal((k,) + a.shape) if h else None for a, h in zip(arrays, has)]
+
+    def run(values):
+        return as_list(fn(*[tg.tensor(v, dtype=tg.float64, device=device) for v in values]))
+
+    out, tangents = jvp(fn, [tg.tensor(a, dtype=tg.float64, device=device) for a in arrays], directions)
+    out, tangents = as_list(out), as_list(tangents)
+    expected = run(arrays)
+    assert len(out) == len(tangents) == len(expected)
+    for o, t, e in zip(out, tangents, expected):
+        np.testing.assert_array_equal(o.numpy(), e.numpy())
+        assert t.shape == (k,) + o.shape and t.dtype == tg.float64
+
+    eps = 1e-6
+    for j in range(k):
+        plus = run([a if d is None else a + eps * d[j] for a, d in zip(arrays, directions)])
+        minus = run([a if d is None else a - eps * d[j] for a, d in zip(arrays, directions)])
+        for i, (p, m, t) in enumerate(zip(plus, minus, tangents)):
+            fd = (p.numpy() - m.numpy()) / (2 * eps)
+            np.testing.assert_allclose(t.numpy()[j], fd, rtol=fd_rtol, atol=1e-7, err_msg=f"output {i}, K={j}")
+
+    leaves = [tg.tensor(a, dtype=tg.float64, device=device, requires_grad=True) for a in arrays]
+    outs = as_list(fn(*leaves))
+    us = [rng.standard_normal(o.shape) for o in outs]
+    total = None
+    for o, u in zip(outs, us):
+        term = (o * tg.tensor(u, dtype=tg.float64, device=device)).sum()
+        total = term if total is None else total + term
+    seeded = [(leaf, d) for leaf, d in zip(leaves, directions) if d is not None]
+    grads = tg.grad(total, [leaf for leaf, _ in seeded], allow_unused=True)
+    for j in range(k):
+        forward = [float(np.sum(u * t.numpy()[j])) for u, t in zip(us, tangents)]
+        reverse = [0.0 if g is None else float(np.sum(g.numpy() * d[j])) for g, (_, d) in zip(grads, seeded)]
+        scale = sum(abs(x) for x in forward + reverse) + 1e-300
+        assert abs(sum(forward) - sum(reverse)) <= 1e-10 * scale, (j, forward, reverse)
+
+
+# ----------------------------------------------------------------- drawing inputs
+shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=3)
+pairs = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=3)
+triples = hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, min_side=1, max_side=3)
+
+
+def normal(data, shape):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="values"))
+    return rng.standard_normal(shape)
+
+
+def positive(data, shape):
+    return np.abs(normal(data, shape)) + 0.5
+
+
+def with_zeros(data, shape):
+    x = normal(data, shape)
+    return np.where(x < 0, 0.0, x)
+
+
+def away_from_zero(data, shape, gap=0.5):
+    x = normal(data, shape)
+    return np.where(x < 0, x - gap, x + gap)
+
+
+def broadcast_source(data, target):
+    """A shape that broadcasts to ``target``: some leading dims dropped, some dims set to 1."""
+    drop = data.draw(st.integers(0, len(target)), label="dims dropped")
+    ones = data.draw(st.lists(st.booleans(), min_size=len(target) - drop, max_size=len(target) - drop))
+    return tuple(1 if o else n for o, n in zip(ones, target[drop:]))
+
+
+def binary(fn, left=normal, right=normal):
+    def make(data):
+        sa, sb = data.draw(pairs, label="shapes").input_shapes
+        return fn, [left(data, sa), right(data, sb)]
+    return make
+
+
+def unary(fn, values=normal):
+    def make(data):
+        return fn, [values(data, data.draw(shapes, label="shape"))]
+    return make
+
+
+def matmul_case(data):
+    n, k, m = (data.draw(st.integers(1, 3)) for _ in range(3))
+    batch_a, batch_b = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=3),
+                                 label="batch dims").input_shapes
+    form = data.draw(st.sampled_from(["vv", "vm", "mv", "mm", "batched"]), label="form")
+    sa = {"vv": (k,), "vm": (k,), "mv": (n, k), "mm": (n, k)}.get(form, batch_a + (n, k))
+    sb = {"vv": (k,), "vm": (k, m), "mv": (k,), "mm": (k, m)}.get(form, batch_b + (k, m))
+    if form == "batched" and data.draw(st.booleans(), label="one operand 1-D"):
+        sa, sb = ((k,), sb) if data.draw(st.booleans()) else (sa, (k,))
+    return (lambda a, b: a @ b), [normal(data, sa), normal(data, sb)]
+
+
+def sum_case(data):
+    shape = data.draw(shapes, label="shape")
+    axes = data.draw(st.none() | st.lists(st.integers(0, max(len(shape) - 1, 0)), unique=True, max_size=len(shape))
+                     .map(tuple), label="axes")
+    keepdims = data.draw(st.booleans(), label="keepdims")
+    return (lambda a: a.sum(axis=axes, keepdims=keepdims)), [normal(data, shape)]
+
+
+def reshape_case(data):
+    shape = data.draw(shapes, label="shape")
+    size = int(np.prod(shape))
+    target = data.draw(st.sampled_from([(size,), (1, size), (size, 1), shape[::-1], (-1,)]), label="target")
+    return (lambda a: a.reshape(target)), [normal(data, shape)]
+
+
+def transpose_case(data):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=4, max_side=3), label="shape")
+    axes = tuple(data.draw(st.permutations(range(len(shape))), label="axes"))
+    return (lambda a: a.transpose(axes)), [normal(data, shape)]
+
+
+def broadcast_to_case(data):
+    target = data.draw(shapes, label="target")
+    return (lambda a: a.broadcast_to(target)), [normal(data, broadcast_source(data, target))]
+
+
+def basic_index(data, shape):
+    parts = []
+    for n in shape[:data.draw(st.integers(0, len(shape)), label="dims indexed")]:
+        start = data.draw(st.integers(-n, n - 1))
+        parts.append(data.draw(st.sampled_from([start, slice(None), slice(start, None), slice(None, None, -1),
+                                                slice(None, None, 2)])))
+        if data.draw(st.booleans()):
+            parts.insert(data.draw(st.integers(0, len(parts))), None)
+    if data.draw(st.booleans(), label="ellipsis"):
+        parts.insert(data.draw(st.integers(0, len(parts))), Ellipsis)
+    return tuple(parts)
+
+
+def getitem_basic_case(data):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=3), label="shape")
+    index = basic_index(data, shape)
+    return (lambda a: a[index]), [normal(data, shape)]
+
+
+ADVANCED = [lambda x: x[[0, 2, 0]], lambda x: x[:, [1, 1, 0]], lambda x: x[[0, 1], :, [1, 0]],
+            lambda x: x[..., [1, 0]], lambda x: x[np.array([[True, False, True, False]] * 3)],
+            lambda x: x[None, [2, 0], 1:]]
+
+
+def getitem_advanced_case(data):
+    fn = data.draw(st.sampled_from(ADVANCED), label="index")
+    return fn, [normal(data, (3, 4, 2))]
+
+
+def join_shapes(data, same):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=3), label="shape")
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    count = data.draw(st.integers(1, 3), label="count")
+    sizes = [shape[axis] if same else data.draw(st.integers(1, 3)) for _ in range(count)]
+    return [shape[:axis % len(shape)] + (n,) + shape[axis % len(shape) + 1:] for n in sizes], axis
+
+
+def concatenate_case(data):
+    shapes_, axis = join_shapes(data, same=False)
+    return (lambda *xs: tg.cat(xs, axis=axis)), [normal(data, s) for s in shapes_]
+
+
+def stack_case(data):
+    shapes_, _ = join_shapes(data, same=True)
+    axis = data.draw(st.integers(-len(shapes_[0]) - 1, len(shapes_[0])), label="new axis")
+    return (lambda *xs: tg.stack(xs, axis=axis)), [normal(data, s) for s in shapes_]
+
+
+def split_case(data):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=4), label="shape")
+    axis = data.draw(st.integers(0, len(shape) - 1), label="axis")
+    cut = data.draw(st.integers(1, shape[axis] - 1), label="cut")
+    return (lambda a: tg.split(a, [cut, shape[axis] - cut], axis=axis)), [normal(data, shape)]
+
+
+def unbind_case(data):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=3), label="shape")
+    axis = data.draw(st.integers(0, len(shape) - 1), label="axis")
+    return (lambda a: tg.unbind(a, axis=axis)), [normal(data, shape)]
+
+
+def where_case(data):
+    sc, sa, sb = data.draw(triples, label="shapes").input_shapes
+    cond = normal(data, sc) > 0
+    if data.draw(st.booleans(), label="scalar b"):
+        return (lambda a: tg.where(tg.tensor(cond), a, 0.5)), [normal(data, sa)]
+    return (lambda a, b: tg.where(tg.tensor(cond), a, b)), [normal(data, sa), normal(data, sb)]
+
+
+def step_sizes(data, gates):
+    batch, hidden = data.draw(st.integers(1, 3), label="B"), data.draw(st.integers(1, 3), label="H")
+    return batch, hidden, gates * hidden
+
+
+def rnn_step_case(data):
+    b, h, g = step_sizes(data, 1)
+    act = data.draw(st.sampled_from(["tanh", "relu"]), label="nonlinearity")
+    p = normal(data, (b, g)) if act == "tanh" else away_from_zero(data, (b, g), 1.0)
+    return (lambda p, h, w: fused.RNNStep.apply(p, h, w, act)), [p, 0.3 * normal(data, (b, h)),
+                                                                  0.3 * normal(data, (g, h))]
+
+
+def lstm_step_case(data):
+    b, h, g = step_sizes(data, 4)
+    return (lambda p, h, c, w: fused.LSTMStep.apply(p, h, c, w)), [normal(data, (b, g)), normal(data, (b, h)),
+                                                                    normal(data, (b, h)), normal(data, (g, h))]
+
+
+def gru_step_case(data):
+    b, h, g = step_sizes(data, 3)
+    return (lambda p, h, w, bias: fused.GRUStep.apply(p, h, w, bias)), [
+        normal(data, (b, g)), normal(data, (b, h)), normal(data, (g, h)), normal(data, (g,))]
+
+
+CASES = {
+    "add": (binary(lambda a, b: a + b), {"Add"}),
+    "sub": (binary(lambda a, b: a - b), {"Sub"}),
+    "mul": (binary(lambda a, b: a * b), {"Mul"}),
+    "div": (binary(lambda a, b: a / b, right=away_from_zero), {"Div"}),
+    "scalars": (unary(lambda a: (2.0 - a) * 1.5 + 0.5 - 3.0 / (a * a + 1.0)), {"Add", "Sub", "Mul", "Div"}),
+    "neg": (unary(lambda a: -a), {"Neg"}),
+    "pow_scalar_exponent": (unary(lambda a: a ** 2.5, positive), {"Pow"}),
+    "pow_zero_exponent": (unary(lambda a: a ** 0, with_zeros), {"Pow"}),     # d/da a^0 = 0, also at a = 0
+    "pow_tensor_exponent": (binary(lambda a, b: a ** b, left=positive), {"Pow"}),
+    "pow_scalar_base": (unary(lambda a: 2.0 ** a), {"Pow"}),
+    "exp": (unary(lambda a: a.exp()), {"Exp"}),
+    "log": (unary(lambda a: a.log(), positive), {"Log"}),
+    "tanh": (unary(lambda a: a.tanh()), {"Tanh"}),
+    "sigmoid": (unary(lambda a: a.sigmoid()), {"Sigmoid"}),
+    "relu": (unary(lambda a: a.relu(), away_from_zero), {"Relu"}),
+    "matmul": (matmul_case, {"MatMul"}),
+    "sum": (sum_case, {"Sum"}),
+    "reshape": (reshape_case, {"Reshape"}),
+    "transpose": (transpose_case, {"Transpose"}),
+    "broadcast_to": (broadcast_to_case, {"BroadcastTo"}),
+    "getitem_basic": (getitem_basic_case, {"GetItem"}),
+    "getitem_advanced": (getitem_advanced_case, {"GetItem"}),
+    "concatenate": (concatenate_case, {"Concatenate"}),
+    "stack": (stack_case, {"Stack"}),
+    "split": (split_case, {"Split"}),
+    "unbind": (unbind_case, {"Unbind"}),
+    "where": (where_case, {"Where"}),
+    "rnn_step": (rnn_step_case, {"RNNStep"}),
+    "lstm_step": (lstm_step_case, {"LSTMStep"}),
+    "gru_step": (gru_step_case, {"GRUStep"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@hyp(16)
+@given(data=st.data())
+def test_jvp_rule_matches_finite_differences_and_reverse_mode(device, name, data):
+    fn, arrays = CASES[name][0](data)
+    check_jvp(data, device, fn, arrays)
+
+
+def test_every_rule_is_tested():
+    """Each Function class defining jvp is exercised by a case above, and no case names a class without one."""
+    classes = [c for module in (ops, fused) for c in vars(module).values()
+               if isinstance(c, type) and issubclass(c, tg.Function)]
+    with_rule = {c.__name__ for c in classes if "jvp" in vars(c)}
+    tested = set().union(*(names for _, names in CASES.values()))
+    assert with_rule == tested
+
+
+# ----------------------------------------------------------------- the walk
+class Cube(tg.Function):
+    """x^3, with a backward but no forward-mode rule."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return 3 * g * x * x
+
+
+def test_op_without_rule_on_the_tangent_path_raises_naming_it(device):
+    x = tg.randn(3, dtype=tg.float64, device=device)
+    with pytest.raises(NotImplementedError, match="Cube has no forward-mode rule"):
+        jvp(lambda x: Cube.apply(x).tanh(), [x], [np.ones((1, 3))])
+
+
+def test_op_without_rule_off_the_tangent_path_is_a_constant(device):
+    """Only ops that a tangent reaches need a rule: Cube of an unseeded input is a constant."""
+    rng = np.random.default_rng(0)
+    x, y = (tg.tensor(rng.standard_normal(3), dtype=tg.float64, device=device) for _ in range(2))
+    v = rng.standard_normal((2, 3))
+    _, t = jvp(lambda x, y: x * Cube.apply(y.requires_grad_()), [x, y], [v, None])
+    np.testing.assert_allclose(t.numpy(), v * y.numpy() ** 3, rtol=1e-14)
+
+
+def test_parameters_reached_through_a_module_get_their_tangent(device):
+    """A Parameter passed as a primal is the tensor the module uses: d/dW of W x + b is x per direction."""
+    layer = tg.nn.Linear(3, 2, device=device, dtype=tg.float64)
+    x = tg.randn(4, 3, dtype=tg.float64, device=device)
+    v = np.random.default_rng(1).standard_normal((5, 2, 3))
+    out, t = jvp(lambda x, w: layer(x), [x, layer.weight], [None, v])
+    np.testing.assert_allclose(t.numpy(), np.einsum("bi,koi->kbo", x.numpy(), v), rtol=1e-13)
+    np.testing.assert_allclose(out.numpy(), layer(x).numpy(), rtol=1e-15)
+    assert layer.weight.grad is None and not out.requires_grad
+
+
+def test_zero_tangents_and_outputs_without_dependence(device):
+    x = tg.randn(2, 3, dtype=tg.float64, device=device)
+    c = tg.randn(2, dtype=tg.float64, device=device)
+    out, t = jvp(lambda x: x.tanh(), [x], [None])
+    assert t is None
+    (a, b), (ta, tb) = jvp(lambda x: (x.sum(axis=1), c * 2), [x], [np.ones((4, 2, 3))])
+    np.testing.assert_allclose(ta.numpy(), np.full((4, 2), 3.0))
+    np.testing.assert_array_equal(tb.numpy(), np.zeros((4, 2)))
+
+
+def test_jvp_accepts_a_single_tensor_and_tensor_tangents(device):
+    x = tg.tensor([1.0, 2.0], dtype=tg.float64, device=device)
+    _, t = jvp(lambda x: (x * x).sum(), x, tg.eye(2, dtype=tg.float64, device=device))
+    np.testing.assert_allclose(t.numpy(), [2.0, 4.0])
+
+
+def test_a_non_leaf_primal_is_cut_from_its_history(device):
+    """The tangent of a computed primal is the one given, not one carried through its history."""
+    w = tg.randn(3, dtype=tg.float64, device=device, requires_grad=True)
+    h = w.exp()
+    v = np.ones((1, 3))
+    _, t = jvp(lambda h: h * 2, [h], [v])
+    np.testing.assert_allclose(t.numpy(), 2 * v)
+
+
+def test_bad_tangents_raise(device):
+    x = tg.randn(2, 3, dtype=tg.float64, device=device)
+    y = tg.randn(3, dtype=tg.float64, device=device)
+    with pytest.raises(ValueError, match=r"tangents\[0\] has shape \(2, 3\), expected \(K,\) \+ \(2, 3\)"):
+        jvp(lambda x: x * 2, [x], [np.ones((2, 3))])
+    with pytest.raises(ValueError, match="same K"):
+        jvp(lambda x, y: x * y, [x, y], [np.ones((2, 2, 3)), np.ones((3, 3))])
+    with pytest.raises(ValueError, match="expected a sequence of 2 tangents"):
+        jvp(lambda x, y: x * y, [x, y], [np.ones((2, 2, 3))])
+    with pytest.raises(ValueError, match="same tensor"):
+        p = tg.randn(3, dtype=tg.float64, device=device, requires_grad=True)
+        jvp(lambda a, b: a * b, [p, p], [np.ones((1, 3)), np.ones((1, 3))])
+    with pytest.raises(TypeError, match="only float tensors take a tangent"):
+        jvp(lambda i: i * 2, [tg.tensor([1, 2], device=device)], [np.ones((1, 2))])
+    with pytest.raises(TypeError, match="must return a Tensor"):
+        jvp(lambda x: 3.0, [x], [np.ones((1, 2, 3))])
+
+
+def test_a_freed_graph_read_from_outside_raises(device):
+    w = tg.randn(3, dtype=tg.float64, device=device, requires_grad=True)
+    h = w.tanh()
+    h.sum().backward()
+    x = tg.randn(3, dtype=tg.float64, device=device)
+    with pytest.raises(RuntimeError, match="Tanh whose graph was freed"):
+        jvp(lambda x: x * h, [x], [np.ones((1, 3))])
+
+
+def test_a_long_chain_does_not_recurse(device):
+    """The walk is iterative: 5,000 nodes in a chain run without RecursionError."""
+    x = tg.tensor([0.5], dtype=tg.float64, device=device)
+
+    def chain(x):
+        for _ in range(5000):
+            x = x * 1.0001
+        return x
+
+    _, t = jvp(chain, [x], [np.ones((1, 1))])
+    np.testing.assert_allclose(t.numpy(), [[1.0001 ** 5000]], rtol=1e-10)
