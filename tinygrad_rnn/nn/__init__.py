@@ -7,7 +7,9 @@ from .layers import Dropout, Embedding, Linear
 from .module import Module, ModuleList, Parameter
 from .recurrent import GRU, LSTM, RNN, Recurrent, unroll
 from .seq2seq import Seq2Seq
+from .tree import ChildSumTreeLSTM, NaryTreeLSTM, RecursiveNN, Tree, TreeBatch, TreeNetwork
 from .variants import ClockworkRNNCell, CoupledLSTMCell, JordanCell, PeepholeLSTMCell
 
-__all__ = ["Attention", "Seq2Seq", "ClockworkRNNCell", "CoupledLSTMCell", "JordanCell", "PeepholeLSTMCell", "Dropout", "Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell", "Linear", "Module", "ModuleList",
+__all__ = ["Attention", "Seq2Seq", "ChildSumTreeLSTM", "NaryTreeLSTM", "RecursiveNN", "Tree", "TreeBatch",
+           "TreeNetwork", "ClockworkRNNCell", "CoupledLSTMCell", "JordanCell", "PeepholeLSTMCell", "Dropout", "Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell", "Linear", "Module", "ModuleList",
            "Parameter", "RNN", "bptt", "RNNCell", "Recurrent", "RecurrentCell", "functional", "init", "unroll", "utils"]
