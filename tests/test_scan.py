@@ -24,8 +24,8 @@ def hyp(max_examples=None):
     return settings(**kw)
 
 
-def make_cell(kind, input_size, hidden_size, device, seed):
-    kw = dict(device=device, dtype=tg.float64)
+def make_cell(kind, input_size, hidden_size, device, seed, bias=True):
+    kw = dict(bias=bias, device=device, dtype=tg.float64)
     if kind.startswith("rnn"):
         cell = tg.nn.RNNCell(input_size, hidden_size, nonlinearity=kind[4:], **kw)
     else:
@@ -37,7 +37,7 @@ def make_cell(kind, input_size, hidden_size, device, seed):
 
 def per_step(cell):
     """The same cell with its whole-sequence op switched off: the unroller then calls step per step."""
-    cell.scan = lambda p, state, valid: None
+    cell.scan = lambda x, state, valid: None
     return cell
 
 
@@ -56,7 +56,8 @@ def problems(draw):
     steps, batch = draw(st.integers(1, 5)), draw(st.integers(1, 3))
     lengths = draw(st.one_of(st.none(), st.lists(st.integers(0, steps), min_size=batch, max_size=batch)))
     return dict(steps=steps, batch=batch, input_size=draw(st.integers(1, 3)), hidden=draw(st.integers(1, 4)),
-                lengths=lengths, reverse=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 16)))
+                lengths=lengths, reverse=draw(st.booleans()), bias=draw(st.booleans()),
+                seed=draw(st.integers(0, 2 ** 16)))
 
 
 def run(cell, kind, prob, device):
@@ -78,10 +79,9 @@ def run(cell, kind, prob, device):
 @hyp(10)
 @given(prob=problems())
 def test_scan_equals_per_step_nodes(device, kind, prob):
-    cell = make_cell(kind, prob["input_size"], prob["hidden"], device, prob["seed"])
-    values, grads = run(cell, kind, prob, device)
-    ref_values, ref_grads = run(per_step(make_cell(kind, prob["input_size"], prob["hidden"], device, prob["seed"])),
-                                kind, prob, device)
+    sizes = prob["input_size"], prob["hidden"], device, prob["seed"], prob["bias"]
+    values, grads = run(make_cell(kind, *sizes), kind, prob, device)
+    ref_values, ref_grads = run(per_step(make_cell(kind, *sizes)), kind, prob, device)
     for got, expected in zip(values + grads, ref_values + ref_grads):
         np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-12)
     if prob["lengths"] is not None:                      # past each row's length the output is exactly zero
@@ -91,22 +91,20 @@ def test_scan_equals_per_step_nodes(device, kind, prob):
 
 
 def scan_fn(kind, cell, valid):
-    """The scan op as a function of (p, state parts..., W_hh[, b_hh]) for gradcheck."""
+    """The scan op as a function of (x, W_ih, bias, state parts..., W_hh[, b_hh]) for gradcheck."""
     if kind == "lstm":
-        return lambda p, h, c, w: scan_ops.LSTMScan.apply(p, h, c, w, valid)
+        return lambda x, w_ih, b, h, c, w: scan_ops.LSTMScan.apply(x, w_ih, b, h, c, w, valid)
     if kind == "gru":
-        return lambda p, h, w, b: scan_ops.GRUScan.apply(p, h, w, b, valid)
-    return lambda p, h, w: scan_ops.RNNScan.apply(p, h, w, cell.nonlinearity, valid)
+        return lambda x, w_ih, b_ih, h, w, b: scan_ops.GRUScan.apply(x, w_ih, b_ih, h, w, b, valid)
+    return lambda x, w_ih, b, h, w: scan_ops.RNNScan.apply(x, w_ih, b, h, w, cell.nonlinearity, valid)
 
 
 def scan_inputs(kind, cell, steps, batch, rng, device):
-    gates = {"lstm": 4, "gru": 3}.get(kind, 1)
-    hidden = cell.hidden_size
-    p = tg.tensor(rng.standard_normal((steps, batch, gates * hidden)), dtype=tg.float64, device=device,
+    x = tg.tensor(rng.standard_normal((steps, batch, cell.input_size)), dtype=tg.float64, device=device,
                   requires_grad=True)
-    state = flat(initial_state(kind, batch, hidden, rng, device))
-    weights = [cell.weight_hh] + ([cell.bias_hh] if kind == "gru" else [])
-    return [p] + state + weights
+    state = flat(initial_state(kind, batch, cell.hidden_size, rng, device))
+    recurrent = [cell.weight_hh] + ([cell.bias_hh] if kind == "gru" else [])
+    return [x, cell.weight_ih, cell.bias_ih] + state + recurrent
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -153,4 +151,4 @@ def test_a_subclass_with_its_own_step_is_run_step_by_step(device):
     for t in range(3):
         state = cell.step(cell.project(x[t]), state)
         np.testing.assert_allclose(out.numpy()[t], state[0].numpy(), rtol=1e-12)
-    assert cell.scan(cell.project(x), state, None) is None
+    assert cell.scan(x, state, None) is None

@@ -51,8 +51,8 @@ class RecurrentCell(Module):
         """The new state from the projected input ``p`` (B, ...) and ``state``."""
         raise NotImplementedError(f"{type(self).__name__} must define step(p, state)")
 
-    def scan(self, p, state, valid):
-        """All steps at once: (outputs (T, B, out), final state) from the projected inputs p (T, B, ...),
+    def scan(self, x, state, valid):
+        """All steps at once: (outputs (T, B, out), final state) from the inputs x (T, B, input_size),
         or None when the cell has no whole-sequence op (the unroller then calls ``step`` per step).
         ``valid`` (T, B) bool or None: where False the state is kept and the output is zero."""
         return None
@@ -99,13 +99,22 @@ class _GatedCell(RecurrentCell):
         self.bias_hh = uniform_parameter((rows,), hidden_size, device, dtype) if bias else None
 
     def _scans(self, cls):
-        """Whether the whole-sequence op may stand in for ``step``: fused, and ``step`` not overridden."""
-        return self.fused and type(self).step is cls.step
+        """Whether the whole-sequence op may stand in for ``step``: fused, and neither ``step`` nor
+        ``project`` overridden."""
+        return self.fused and type(self).step is cls.step and type(self).project is cls.project
+
+    def _scan_input(self, x):
+        if x.ndim != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(f"{type(self).__name__}: input has shape {x.shape}, expected (steps, batch, "
+                             f"{self.input_size})")
+        return x
+
+    def _folded_bias(self):
+        return None if self.bias_ih is None else self.bias_ih + self.bias_hh
 
     def project(self, x):
         """x W_ih^T + b_ih + b_hh: both biases fold into the input side."""
-        bias = None if self.bias_ih is None else self.bias_ih + self.bias_hh
-        return project_input(x, self.weight_ih, bias)
+        return project_input(x, self.weight_ih, self._folded_bias())
 
     def extra_repr(self):
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias_ih is not None else ", bias=False")
@@ -131,11 +140,11 @@ class RNNCell(_GatedCell):
         a = p + h @ self.weight_hh.T
         return a.tanh() if self.nonlinearity == "tanh" else a.relu()
 
-    def scan(self, p, h, valid):
+    def scan(self, x, h, valid):
         if not self._scans(RNNCell):
             return None
-        out, h = scan_ops.RNNScan.apply(p, h, self.weight_hh, self.nonlinearity, valid)
-        return out, h
+        return scan_ops.RNNScan.apply(self._scan_input(x), self.weight_ih, self._folded_bias(), h, self.weight_hh,
+                                      self.nonlinearity, valid)
 
 
 class LSTMCell(_GatedCell):
@@ -165,10 +174,11 @@ class LSTMCell(_GatedCell):
         c = f * c + i * g
         return o * c.tanh(), c
 
-    def scan(self, p, state, valid):
+    def scan(self, x, state, valid):
         if not self._scans(LSTMCell):
             return None
-        out, h, c = scan_ops.LSTMScan.apply(p, state[0], state[1], self.weight_hh, valid)
+        out, h, c = scan_ops.LSTMScan.apply(self._scan_input(x), self.weight_ih, self._folded_bias(), state[0],
+                                            state[1], self.weight_hh, valid)
         return out, (h, c)
 
 
@@ -194,11 +204,11 @@ class GRUCell(_GatedCell):
             return self.bias_hh
         return creation.zeros(3 * self.hidden_size, dtype=h.dtype, device=h.device)
 
-    def scan(self, p, h, valid):
+    def scan(self, x, h, valid):
         if not self._scans(GRUCell):
             return None
-        out, h = scan_ops.GRUScan.apply(p, h, self.weight_hh, self._recurrent_bias(h), valid)
-        return out, h
+        return scan_ops.GRUScan.apply(self._scan_input(x), self.weight_ih, self.bias_ih, h, self.weight_hh,
+                                      self._recurrent_bias(h), valid)
 
     def step(self, p, h):
         bias = self._recurrent_bias(h)

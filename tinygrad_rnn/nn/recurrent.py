@@ -63,14 +63,13 @@ def unroll(cell, x, state=None, lengths=None, reverse=False):
     lengths = check_lengths(lengths, steps, batch, minimum=0)
     if reverse:
         x = reverse_time(x, lengths)
-    projected = cell.project(x)
     state = cell.initial_state(batch, x) if state is None else state
     valid = None if lengths is None else backend.to_device(np.arange(steps)[:, None] < lengths[None, :], x.device)
-    scanned = cell.scan(projected, state, valid)
+    scanned = cell.scan(x, state, valid)
     if scanned is not None:
         out, state = scanned
         return (reverse_time(out, lengths) if reverse else out), state
-    inputs = unbind(projected, axis=0)
+    inputs = unbind(cell.project(x), axis=0)
     full_until = steps if lengths is None else int(lengths.min())
     outputs = []
     for t in range(steps):
