@@ -3,6 +3,8 @@ import argparse
 import os
 import time
 
+from tinygrad_rnn import files
+
 
 def parser(description):
     """An ArgumentParser with the flags every example takes."""
@@ -30,6 +32,6 @@ def start(args, name):
 
 def save_figure(fig, args, filename):
     path = os.path.join(args.out, filename)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    files.save_figure(fig, path, dpi=120, bbox_inches="tight")
     print(f"figure saved to {path}")
     return path

@@ -62,8 +62,6 @@ Run:  python examples/study_vanishing.py [--steps 100] [--hidden 32] [--gain 1.0
                                          [--device cpu|cuda]
 """
 import os
-import shutil
-import subprocess
 import time
 import warnings
 
@@ -298,17 +296,12 @@ def small_unroll(cell, steps=5):
 
 
 def draw(dot, path):
-    """Write the DOT text, then an SVG: with render() (the graphviz package), else with the `dot` program."""
+    """Write the DOT text, and an SVG of it where Graphviz's `dot` program is installed."""
     written = [graph.render(dot, path + ".dot")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         drawn = graph.render(dot, path + ".svg")
-    if drawn.endswith(".svg"):
-        written.append(drawn)
-    elif shutil.which("dot"):
-        subprocess.run(["dot", "-Tsvg", path + ".dot", "-o", path + ".svg"], check=True)
-        written.append(path + ".svg")
-    return written
+    return written + ([drawn] if drawn.endswith(".svg") else [])
 
 
 def graph_view(name, cell, args):

@@ -6,13 +6,12 @@ None, and arrays or Tensors. The file is written to a temporary name and renamed
 so a crash never leaves half a file under the real name.
 """
 import json
-import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from . import backend
+from .files import write_atomically
 from .tensor import Tensor
 
 _HEADER = "__tinygrad_rnn__"
@@ -25,18 +24,7 @@ def save(obj, path):
     tree = _encode(obj, arrays, "obj")
     header = json.dumps({"format": _FORMAT, "tree": tree}).encode()
     arrays[_HEADER] = np.frombuffer(header, dtype=np.uint8)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomically(path, lambda f: np.savez(f, **arrays), suffix=".npz")
 
 
 def load(path):

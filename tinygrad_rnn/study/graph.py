@@ -44,10 +44,12 @@ to each node that uses it: a shared parameter fans out across the step clusters.
 import math
 import numbers
 import shutil
+import subprocess
 import warnings
 from collections import namedtuple
 from pathlib import Path
 
+from ..files import write_bytes
 from ..ops import Stack
 from ..tensor import Tensor
 
@@ -445,10 +447,10 @@ def render(dot, path):
     """Draw DOT text to ``path``; returns the path written (a str).
 
     The format comes from the suffix (.svg, .png, .pdf; none means .svg). It is
-    drawn with the ``graphviz`` Python package and the ``dot`` binary when both
-    are installed; otherwise the plain DOT text is written next to it, with the
-    suffix .dot, and a RuntimeWarning says so and how to draw it later. A path
-    ending in .dot or .gv is written as text directly.
+    drawn by Graphviz's ``dot`` program when it is on PATH; otherwise the plain
+    DOT text is written next to it, with the suffix .dot, and a RuntimeWarning
+    says so and how to draw it later. A path ending in .dot or .gv is written as
+    text directly. Files are written atomically.
     """
     if not isinstance(dot, str):
         raise TypeError(f"render: dot must be DOT text (a str), got a {type(dot).__name__}")
@@ -457,24 +459,21 @@ def render(dot, path):
         path = path.with_suffix(".svg")
     fmt = path.suffix[1:].lower()
     if fmt in ("dot", "gv"):
-        path.write_text(dot)
-        return str(path)
+        return write_bytes(str(path), dot.encode())
     if fmt not in _FORMATS:
         raise ValueError(f"render: cannot draw {path.name}: suffix {path.suffix!r}, expected one of "
                          f"{', '.join('.' + f for f in _FORMATS)}, .dot or .gv")
-    try:
-        import graphviz
-    except ImportError:
-        graphviz, missing = None, "the graphviz Python package is not installed"
-    else:
-        missing = None if shutil.which("dot") else "the Graphviz `dot` program is not on PATH"
-    if missing is None:
-        path.write_bytes(graphviz.Source(dot).pipe(format=fmt))
-        return str(path)
+    program = shutil.which("dot")
+    if program is not None:
+        drawn = subprocess.run([program, f"-T{fmt}"], input=dot.encode(), capture_output=True)
+        if drawn.returncode != 0:
+            raise RuntimeError(f"render: dot -T{fmt} failed: {drawn.stderr.decode(errors='replace').strip()}")
+        return write_bytes(str(path), drawn.stdout)
     fallback = path.with_suffix(".dot")
-    fallback.write_text(dot)
-    warnings.warn(f"render: {missing}, so {path.name} was not drawn; wrote the DOT text to {fallback} "
-                  f"(draw it with: dot -T{fmt} {fallback} -o {path})", RuntimeWarning, stacklevel=2)
+    write_bytes(str(fallback), dot.encode())
+    warnings.warn(f"render: the Graphviz `dot` program is not on PATH, so {path.name} was not drawn; wrote the "
+                  f"DOT text to {fallback} (draw it with: dot -T{fmt} {fallback} -o {path})", RuntimeWarning,
+                  stacklevel=2)
     return str(fallback)
 
 

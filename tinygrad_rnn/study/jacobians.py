@@ -28,6 +28,7 @@ from functools import reduce
 
 import numpy as np
 
+from ..files import save_figure
 from .. import backend
 from ..engine import grad
 from ..function import enable_grad, no_grad
@@ -354,5 +355,5 @@ def plot(result, path, title=None):
     right.legend(loc="best")
     fig.suptitle(title or result.cell_name)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
+    save_figure(fig, path, dpi=110)
     return path

@@ -18,6 +18,7 @@ For every layer and step t, :func:`record` reads
 """
 import numpy as np
 
+from ..files import save_figure
 from .. import backend
 from ..function import no_grad
 from ..nn.cells import GRUCell, LSTMCell, RNNCell
@@ -221,7 +222,7 @@ def plot(result, path):
         bottom.legend(fontsize="small")
     else:
         bottom.text(0.5, 0.5, "no known gates for this cell", ha="center", va="center", transform=bottom.transAxes)
-    figure.savefig(path, format="png", dpi=100)
+    save_figure(figure, path, dpi=100)
     return path
 
 

@@ -35,6 +35,7 @@ import numbers
 
 import numpy as np
 
+from ..files import save_figure
 from .. import backend
 from ..engine import grad
 from ..function import enable_grad
@@ -255,5 +256,5 @@ def plot(result, path):
         axes[2].set_yscale("log")
         axes[2].set_ylabel("||D_lag||")
         axes[2].set_xlabel("lag (steps back)")
-    figure.savefig(path, format="png", dpi=100)
+    save_figure(figure, path, dpi=100)
     return path
