@@ -32,7 +32,6 @@ How it is measured:
 Run:  python benchmarks/rtrl_vs_bptt.py [--quick] [--kinds rnn,lstm,gru] [--json PATH]
 """
 import argparse
-import math
 import os
 import platform
 import sys

@@ -3,21 +3,13 @@ NumPy, gradients (first and second order) against finite differences in float64,
 exact masking of padded positions, prepared memories, and input checks."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
+from helpers import hyp
 
 KINDS = ["bahdanau", "luong_dot", "luong_general", "luong_concat"]
-
-
-def hyp(max_examples=None):
-    """Settings on top of the active profile (the ``device`` fixture holds no state)."""
-    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          "phases": [p for p in settings.default.phases if p != Phase.explain]}
-    if max_examples is not None:
-        kw["max_examples"] = min(max_examples, settings.default.max_examples)
-    return settings(**kw)
 
 
 # ----------------------------------------------------------------- helpers

@@ -9,22 +9,14 @@ and gradchecked through ``tg.nn.Recurrent``.
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
+from helpers import hyp
 
 KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
-
-
-def hyp(max_examples=None):
-    """Settings on top of the active profile (the ``device`` fixture holds no state)."""
-    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          "phases": [p for p in settings.default.phases if p != Phase.explain]}
-    if max_examples is not None:
-        kw["max_examples"] = min(max_examples, settings.default.max_examples)
-    return settings(**kw)
 
 
 # ----------------------------------------------------------------- helpers

@@ -8,7 +8,7 @@ Hypothesis draws the shapes, including size-1 dims, broadcasting and 0-d tensors
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -16,15 +16,7 @@ import tinygrad_rnn as tg
 from tinygrad_rnn import ops
 from tinygrad_rnn.nn import fused
 from tinygrad_rnn.study.forward_mode import jvp
-
-
-def hyp(max_examples=None):
-    """Settings on top of the active profile (the ``device`` fixture holds no state)."""
-    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          "phases": [p for p in settings.default.phases if p != Phase.explain]}
-    if max_examples is not None:
-        kw["max_examples"] = min(max_examples, settings.default.max_examples)
-    return settings(**kw)
+from helpers import hyp
 
 
 # ----------------------------------------------------------------- the check

@@ -7,23 +7,14 @@ broadcasting included), and the errors raised for bad arguments.
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_rnn as tg
+from helpers import hyp
 
 MAX_SIZE = 12   # gradcheck builds full Jacobians: keep every input tiny
-
-
-def hyp(max_examples=None):
-    """Settings on top of the active profile. The ``device`` fixture holds no state;
-    the explain phase is skipped because it reruns a failing test hundreds of times."""
-    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          "phases": [p for p in settings.default.phases if p != Phase.explain]}
-    if max_examples is not None:
-        kw["max_examples"] = min(max_examples, settings.default.max_examples)
-    return settings(**kw)
 
 
 # ----------------------------------------------------------------- helpers

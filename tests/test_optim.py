@@ -10,24 +10,17 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn.optim import lr_scheduler
+from helpers import hyp
 
 nn = tg.nn
 optim = tg.optim
 clip_grad_norm_ = tg.nn.utils.clip_grad_norm_
 clip_grad_value_ = tg.nn.utils.clip_grad_value_
-
-
-def hyp(max_examples=None):
-    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          "phases": [p for p in settings.default.phases if p != Phase.explain]}
-    if max_examples is not None:
-        kw["max_examples"] = min(max_examples, settings.default.max_examples)
-    return settings(**kw)
 
 
 # ----------------------------------------------------------------- a fixed problem

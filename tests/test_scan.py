@@ -7,21 +7,14 @@ and survive a second backward under retain_graph.
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn.nn import scan as scan_ops
+from helpers import hyp
 
 KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
-
-
-def hyp(max_examples=None):
-    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          "phases": [p for p in settings.default.phases if p != Phase.explain]}
-    if max_examples is not None:
-        kw["max_examples"] = min(max_examples, settings.default.max_examples)
-    return settings(**kw)
 
 
 def make_cell(kind, input_size, hidden_size, device, seed, bias=True):

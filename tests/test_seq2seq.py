@@ -5,25 +5,17 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
+from helpers import hyp
 
 KINDS = ["bahdanau", "luong_dot", "luong_general", "luong_concat"]
 ATTENTIONS = [None] + KINDS
 CELLS = ["gru", "lstm"]
 PAD, BOS, EOS = 0, 1, 2
 SRC_VOCAB, TGT_VOCAB = 7, 6
-
-
-def hyp(max_examples=None):
-    """Settings on top of the active profile (the ``device`` fixture holds no state)."""
-    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          "phases": [p for p in settings.default.phases if p != Phase.explain]}
-    if max_examples is not None:
-        kw["max_examples"] = min(max_examples, settings.default.max_examples)
-    return settings(**kw)
 
 
 # ----------------------------------------------------------------- helpers

@@ -11,20 +11,13 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
+from helpers import hyp
 
 DAMAGED = "damaged or was not written by tg.save"
-
-
-def hyp(max_examples=None):
-    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          "phases": [p for p in settings.default.phases if p != Phase.explain]}
-    if max_examples is not None:
-        kw["max_examples"] = min(max_examples, settings.default.max_examples)
-    return settings(**kw)
 
 
 def assert_same(a, b, where="obj"):

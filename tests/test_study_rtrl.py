@@ -13,24 +13,16 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn.nn import variants
 from tinygrad_rnn.study.rtrl import bptt_gradients, parameter_tangents, rtrl_gradients
+from helpers import hyp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
-
-
-def hyp(max_examples=None):
-    """Settings on top of the active profile (the ``device`` fixture holds no state)."""
-    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          "phases": [p for p in settings.default.phases if p != Phase.explain]}
-    if max_examples is not None:
-        kw["max_examples"] = min(max_examples, settings.default.max_examples)
-    return settings(**kw)
 
 
 def make_cell(kind, input_size, hidden_size, fused, bias, device, rng):

@@ -8,25 +8,17 @@ must match a NumPy transcription of each cell's equations. All in float64.
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.study import telemetry
 from tinygrad_rnn.study.trace import swapped_parameters, trace
+from helpers import hyp
 
 CELL_KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "peephole", "coupled", "jordan", "clockwork", "minimal"]
 FUSABLE = {"rnn_tanh", "rnn_relu", "lstm", "gru"}
-
-
-def hyp(max_examples=None):
-    """Settings on top of the active profile (the ``device`` fixture holds no state)."""
-    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          "phases": [p for p in settings.default.phases if p != Phase.explain]}
-    if max_examples is not None:
-        kw["max_examples"] = min(max_examples, settings.default.max_examples)
-    return settings(**kw)
 
 
 class MinimalGatedCell(nn.RecurrentCell):

@@ -8,21 +8,13 @@ variant against ``nn.bptt.truncated_bptt`` with k1 = k2 = k. All in float64.
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.study import truncation
-
-
-def hyp(max_examples=None):
-    """Settings on top of the active profile (the ``device`` fixture holds no state)."""
-    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          "phases": [p for p in settings.default.phases if p != Phase.explain]}
-    if max_examples is not None:
-        kw["max_examples"] = min(max_examples, settings.default.max_examples)
-    return settings(**kw)
+from helpers import hyp
 
 
 def f64(array, device, grad=False):

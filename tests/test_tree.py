@@ -12,23 +12,15 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn.nn.tree import ChildSumTreeLSTM, NaryTreeLSTM, RecursiveNN, Tree, TreeBatch
+from helpers import hyp
 
 MODELS = {"recursive": RecursiveNN, "child_sum": ChildSumTreeLSTM, "nary": NaryTreeLSTM}
 ARITY = {"recursive": 2, "child_sum": None, "nary": 2}
-
-
-def hyp(max_examples=None):
-    """Settings on top of the active profile (the ``device`` fixture holds no state)."""
-    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-          "phases": [p for p in settings.default.phases if p != Phase.explain]}
-    if max_examples is not None:
-        kw["max_examples"] = min(max_examples, settings.default.max_examples)
-    return settings(**kw)
 
 
 # ----------------------------------------------------------------- helpers

@@ -1,0 +1,14 @@
+"""What many test files share."""
+from hypothesis import HealthCheck, Phase, settings
+
+
+def hyp(max_examples=None):
+    """Hypothesis settings on top of the active profile (see conftest.py), capped at ``max_examples``.
+
+    The ``device`` fixture holds no state, so function-scoped fixtures are fine; the
+    explain phase is skipped because it reruns a failing test hundreds of times."""
+    kw = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+          "phases": [p for p in settings.default.phases if p != Phase.explain]}
+    if max_examples is not None:
+        kw["max_examples"] = min(max_examples, settings.default.max_examples)
+    return settings(**kw)
