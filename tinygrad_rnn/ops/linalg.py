@@ -36,11 +36,11 @@ class MatMul(Function):
             g = g.reshape(g.shape + (1,))
         if a.ndim == 1:
             g = g.reshape(g.shape[:-2] + (1,) + g.shape[-1:] if b.ndim == 1 else g.shape[:-1] + (1, g.shape[-1]))
-        ga = sum_to(g @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape) if na else None
+        ga = sum_to(_product(g, b2.swapaxes(-1, -2)), a2.shape).reshape(a.shape) if na else None
         if nb and b2.ndim == 2 and a2.ndim > 2:      # a batch times one matrix: one matmul over all rows
             gb = (a2.reshape((-1, a2.shape[-1])).T @ g.reshape((-1, g.shape[-1]))).reshape(b.shape)
         else:
-            gb = sum_to(a2.swapaxes(-1, -2) @ g, b2.shape).reshape(b.shape) if nb else None
+            gb = sum_to(_product(a2.swapaxes(-1, -2), g), b2.shape).reshape(b.shape) if nb else None
         return ga, gb
 
     @staticmethod
@@ -57,3 +57,9 @@ class MatMul(Function):
             tb = tb.reshape(tb.shape + (1,))
         t = add_tangents(None if ta is None else lift(ta, n) @ b2, None if tb is None else a2 @ lift(tb, n))
         return t.reshape(t.shape[:1] + ctx._out_arrays[0].shape)
+
+
+def _product(x, y):
+    """x @ y; an outer product (contraction over a size-1 axis) as a broadcast multiply, which
+    NumPy does far faster than a batch of rank-1 matmuls."""
+    return x * y if x.shape[-1] == 1 else x @ y
