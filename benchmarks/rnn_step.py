@@ -31,17 +31,21 @@ How it is measured:
   every timed float32 step is also compared (a warning above 1e-3 relative);
 * "backward vs T" repeats the B=16, I=H=64 config at growing T: a flat per-step time
   means the backward pass is linear in T;
-* peak memory is measured in a separate, untimed pass with ``tracemalloc`` (it sees
-  NumPy buffers and Python objects; it slows the code, so it never runs while timing):
-  the peak above what existed before the step. PyTorch allocates in C++ where
-  tracemalloc cannot see, and has no allocator statistics on the CPU: not measured.
+* peak memory is measured in separate, untimed passes, two ways: with ``tracemalloc``
+  (NumPy buffers and Python objects, the peak above what existed before the step;
+  PyTorch allocates in C++ out of its sight), and as resident memory for all three:
+  each implementation runs in a fresh child process (``--rss-child``) with glibc's
+  mmap threshold fixed, so that freed buffers go back to the OS, and reports its
+  peak RSS during one step (after a warm-up) above its RSS before it.
 
 Run:  python benchmarks/rnn_step.py [--quick] [--kinds lstm,gru,rnn] [--configs 1,4|TxBxIxH,...] [--json PATH]
 """
 import argparse
+import gc
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -296,20 +300,56 @@ def linearity(kinds, rows, quick):
 
 
 def memory(quick):
-    """Peak traced memory of one float32 LSTM step at long T, tinygrad_rnn and the NumPy reference."""
+    """Peak memory of one float32 LSTM step at long T: traced (tinygrad_rnn, NumPy reference) and
+    resident (all three, each in a fresh child process)."""
     config = (MEMORY_T["quick" if quick else "default"], 16, 64, 64)
     impls = make_all("lstm", config)
     peaks = {name: peak_bytes(impls[name][0]) for name in ("tinygrad", "numpy")}
+    del impls
+    rss = {name: rss_peak_bytes(name, config) for name in IMPLS if name != "torch" or torch is not None}
     steps = config[0]
-    print(f"\nPeak memory of one LSTM step, T,B,I,H = {config} (float32; tracemalloc, separate untimed pass):")
-    for name, label in (("tinygrad", "tinygrad_rnn"), ("numpy", "NumPy ref")):
-        print(f"  {label:13s} {peaks[name] / 2**20:8.1f} MiB  ({peaks[name] / steps / 1024:.1f} KiB per time step)")
-    print(f"  {'PyTorch':13s} not measured (it allocates in C++, out of tracemalloc's sight, and has no CPU "
-          "allocator statistics)")
+    print(f"\nPeak memory of one LSTM step, T,B,I,H = {config} (float32; separate untimed passes):")
+    print("  traced: tracemalloc, NumPy buffers and Python objects (PyTorch allocates out of its sight);")
+    print("  resident: peak RSS above the RSS before the step, in a fresh process per implementation")
+    print("  with glibc's mmap threshold fixed, so freed buffers go back to the OS")
+    for name, label in (("tinygrad", "tinygrad_rnn"), ("numpy", "NumPy ref"), ("torch", "PyTorch")):
+        traced = f"{peaks[name] / 2**20:8.1f} MiB traced" if name in peaks else f"{'—':>8s}           "
+        resident = f"{rss[name] / 2**20:8.1f} MiB resident" if rss.get(name) else "—"
+        print(f"  {label:13s} {traced}   {resident}")
     ratio = peaks["tinygrad"] / peaks["numpy"]
-    print(f"  tinygrad_rnn / NumPy ref: {ratio:.2f}x")
+    torch_ratio = rss["tinygrad"] / rss["torch"] if rss.get("torch") and rss.get("tinygrad") else None
+    print(f"  tinygrad_rnn / NumPy ref (traced): {ratio:.2f}x" +
+          (f";  tinygrad_rnn / PyTorch (resident): {torch_ratio:.2f}x" if torch_ratio else ""))
     return {"T": steps, "B": 16, "I": 64, "H": 64, "tinygrad_peak_bytes": peaks["tinygrad"],
-            "numpy_peak_bytes": peaks["numpy"], "torch_peak_bytes": None, "tinygrad_over_numpy": ratio}
+            "numpy_peak_bytes": peaks["numpy"], "tinygrad_over_numpy": ratio,
+            "resident_peak_bytes": rss, "tinygrad_over_torch_resident": torch_ratio}
+
+
+def rss_peak_bytes(impl, config):
+    """Run ``--rss-child`` in a fresh interpreter; its peak resident bytes for one step (None on failure)."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    cmd = [sys.executable, os.path.abspath(__file__), "--rss-child", impl, "--configs", "x".join(map(str, config))]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    return int(lines[-1]) if done.returncode == 0 and lines and lines[-1].isdigit() else None
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def rss_child(impl, config):
+    """In a child process: one warm-up step, then the peak RSS of one more step above the RSS before it
+    (the kernel's high-water mark is reset in between through /proc/self/clear_refs)."""
+    run, _ = make_all("lstm", config)[impl]
+    run()
+    gc.collect()
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    run()
+    print((_status_kib("VmHWM") - before) * 1024)
 
 
 # ----- command line -----
@@ -348,8 +388,11 @@ def main(argv=None):
     configs_help = "; ".join(f"{i}: {'x'.join(map(str, c))}" for i, c in enumerate(CONFIGS, 1))
     parser.add_argument("--configs", default="", help=f"comma-separated indices or TxBxIxH ({configs_help})")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
+    parser.add_argument("--rss-child", choices=IMPLS, help=argparse.SUPPRESS)   # used by memory()
     args = parser.parse_args(argv)
     kinds, configs = parse_kinds(args.kinds), parse_configs(args.configs, args.quick)
+    if args.rss_child:
+        return rss_child(args.rss_child, configs[0])
     mode = "quick" if args.quick else "default"
     began = time.perf_counter()
     freeze_imports()
