@@ -10,6 +10,8 @@ from .seq2seq import Seq2Seq
 from .tree import ChildSumTreeLSTM, NaryTreeLSTM, RecursiveNN, Tree, TreeBatch, TreeNetwork
 from .variants import ClockworkRNNCell, CoupledLSTMCell, JordanCell, PeepholeLSTMCell
 
-__all__ = ["Attention", "Seq2Seq", "ChildSumTreeLSTM", "NaryTreeLSTM", "RecursiveNN", "Tree", "TreeBatch",
-           "TreeNetwork", "ClockworkRNNCell", "CoupledLSTMCell", "JordanCell", "PeepholeLSTMCell", "Dropout", "Embedding", "GRU", "GRUCell", "LSTM", "LSTMCell", "Linear", "Module", "ModuleList",
-           "Parameter", "RNN", "bptt", "RNNCell", "Recurrent", "RecurrentCell", "functional", "init", "unroll", "utils"]
+__all__ = ["Attention", "bptt", "ChildSumTreeLSTM", "ClockworkRNNCell", "CoupledLSTMCell", "Dropout",
+           "Embedding", "functional", "GRU", "GRUCell", "init", "JordanCell", "Linear", "LSTM", "LSTMCell",
+           "Module", "ModuleList", "NaryTreeLSTM", "Parameter", "PeepholeLSTMCell", "Recurrent",
+           "RecurrentCell", "RecursiveNN", "RNN", "RNNCell", "Seq2Seq", "Tree", "TreeBatch", "TreeNetwork",
+           "unroll", "utils"]

@@ -14,9 +14,9 @@ Inputs are the layer's inputs x (T, B, I), its weights and the initial state. Th
 input projections of all steps are one (T*B, I) x (I, G*H) matmul, written
 straight into the buffer the gates are computed in; the rows of the weights that
 feed sigmoid gates are halved once per call, so that one tanh activates every
-gate of a step (sigmoid(a) = (1 + tanh(a / 2)) / 2). ``valid`` (T, B) bool, or None, gives
-variable lengths: where it is False the state is carried unchanged and the
-output is exactly zero (the semantics of ``tinygrad_rnn.nn.unroll``).
+gate of a step (sigmoid(a) = (1 + tanh(a / 2)) / 2). ``valid`` (T, B) bool, or
+None, gives variable lengths: where it is False the state is carried unchanged
+and the output is exactly zero (the semantics of ``tinygrad_rnn.nn.unroll``).
 
 Under ``create_graph=True`` the backward recomputes the sequence with the
 per-step fused ops of :mod:`tinygrad_rnn.nn.fused` on Tensors and differentiates
