@@ -89,3 +89,12 @@ def write_json_atomic(path, obj):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def parse_kinds(text, kinds):
+    """The comma-separated subset of ``kinds`` named in ``text``, in the order of ``kinds``."""
+    named = [k.strip().lower() for k in text.split(",") if k.strip()]
+    bad = [k for k in named if k not in kinds]
+    if bad or not named:
+        raise SystemExit(f"--kinds: expected a comma-separated subset of {','.join(kinds)}, got {text!r}")
+    return [k for k in kinds if k in named]

@@ -262,7 +262,7 @@ def scaling(device, repeats, trace_upto):
         recursion_ok = True
     except RecursionError:
         recursion_ok = False
-    print(f"\n3. Scaling: h = tanh(h * w) on (2,2), per step (min of "
+    print("\n3. Scaling: h = tanh(h * w) on (2,2), per step (min of "
           + " / ".join(str(repeats[n]) for n in LENGTHS) + " runs)\n")
     print(table(["steps", "implementation", "fwd us/step", "bwd us/step", "peak bytes/step"], rows))
     if trace_upto < LENGTHS[-1]:

@@ -54,7 +54,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]   # this checkout's tinygrad_rnn, _harness and numpy_rnn
 import tinygrad_rnn as tg  # noqa: E402
-from _harness import best_of, cell, freeze_imports, peak_bytes, table, timer, write_json_atomic  # noqa: E402
+from _harness import best_of, cell, freeze_imports, parse_kinds, peak_bytes, table, timer, write_json_atomic  # noqa: E402
 from numpy_rnn import BACKWARD, FORWARD  # noqa: E402
 
 try:
@@ -372,14 +372,6 @@ def parse_configs(text, quick):
     return configs
 
 
-def parse_kinds(text):
-    kinds = [k.strip().lower() for k in text.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in KINDS]
-    if bad or not kinds:
-        raise SystemExit(f"--kinds: expected a comma-separated subset of {','.join(KINDS)}, got {text!r}")
-    return [k for k in KINDS if k in kinds]
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -390,7 +382,7 @@ def main(argv=None):
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
     parser.add_argument("--rss-child", choices=IMPLS, help=argparse.SUPPRESS)   # used by memory()
     args = parser.parse_args(argv)
-    kinds, configs = parse_kinds(args.kinds), parse_configs(args.configs, args.quick)
+    kinds, configs = parse_kinds(args.kinds, KINDS), parse_configs(args.configs, args.quick)
     if args.rss_child:
         return rss_child(args.rss_child, configs[0])
     mode = "quick" if args.quick else "default"

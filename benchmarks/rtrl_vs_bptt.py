@@ -42,7 +42,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]   # this checkout's tinygrad_rnn and _harness
 import tinygrad_rnn as tg  # noqa: E402
-from _harness import best_of, cell, freeze_imports, peak_bytes, table, timer, write_json_atomic  # noqa: E402
+from _harness import best_of, cell, freeze_imports, parse_kinds, peak_bytes, table, timer, write_json_atomic  # noqa: E402
 from tinygrad_rnn.study.rtrl import bptt_gradients, rtrl_gradients  # noqa: E402
 
 KINDS = ("rnn", "lstm", "gru")
@@ -174,14 +174,6 @@ def print_table(rows):
                   f"{r['max_rel_diff']:.2g} relative (more than {AGREE_RTOL:g})")
 
 
-def parse_kinds(text):
-    kinds = [k.strip().lower() for k in text.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in KINDS]
-    if bad or not kinds:
-        raise SystemExit(f"--kinds: expected a comma-separated subset of {','.join(KINDS)}, got {text!r}")
-    return [k for k in KINDS if k in kinds]
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -189,7 +181,7 @@ def main(argv=None):
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of rnn,lstm,gru")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (atomically)")
     args = parser.parse_args(argv)
-    kinds = parse_kinds(args.kinds)
+    kinds = parse_kinds(args.kinds, KINDS)
     mode = "quick" if args.quick else "default"
     began = time.perf_counter()
     freeze_imports()

@@ -1,6 +1,8 @@
 """What many test files share."""
 from hypothesis import HealthCheck, Phase, settings
 
+import tinygrad_rnn as tg
+
 
 def hyp(max_examples=None):
     """Hypothesis settings on top of the active profile (see conftest.py), capped at ``max_examples``.
@@ -12,3 +14,17 @@ def hyp(max_examples=None):
     if max_examples is not None:
         kw["max_examples"] = min(max_examples, settings.default.max_examples)
     return settings(**kw)
+
+
+class Cube(tg.Function):
+    """x^3, with a backward but no forward-mode (jvp) rule: for the errors of forward mode."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return 3 * g * x * x

@@ -16,7 +16,7 @@ import tinygrad_rnn as tg
 from tinygrad_rnn import ops
 from tinygrad_rnn.nn import fused
 from tinygrad_rnn.study.forward_mode import jvp
-from helpers import hyp
+from helpers import Cube, hyp
 
 
 # ----------------------------------------------------------------- the check
@@ -295,20 +295,6 @@ def test_every_rule_is_tested():
 
 
 # ----------------------------------------------------------------- the walk
-class Cube(tg.Function):
-    """x^3, with a backward but no forward-mode rule."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x ** 3
-
-    @staticmethod
-    def backward(ctx, g):
-        x, = ctx.saved_tensors
-        return 3 * g * x * x
-
-
 def test_op_without_rule_on_the_tangent_path_raises_naming_it(device):
     x = tg.randn(3, dtype=tg.float64, device=device)
     with pytest.raises(NotImplementedError, match="Cube has no forward-mode rule"):

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import tinygrad_rnn as tg
 from tinygrad_rnn.nn import variants
 from tinygrad_rnn.study.rtrl import bptt_gradients, parameter_tangents, rtrl_gradients
-from helpers import hyp
+from helpers import Cube, hyp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
@@ -150,18 +150,6 @@ def test_parameter_tangents_are_the_identity(device):
 
 
 # ----------------------------------------------------------------- errors
-class Cube(tg.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x ** 3
-
-    @staticmethod
-    def backward(ctx, g):
-        x, = ctx.saved_tensors
-        return 3 * g * x * x
-
-
 class CubeCell(tg.nn.RNNCell):
     def step(self, p, h):
         return Cube.apply(p + h @ self.weight_hh.T)
