@@ -185,13 +185,16 @@ class LSTMScan(Function):
         xp.subtract(1, dc_from_h, out=dc_from_h)
         dc_from_h *= o
         _product_into(xp, tanh_c, o, tanh_c)                   # tanh(c') o (1 - o)
-        dh, dc = dh_last.copy(), dc_last.copy()
+        dh, dc, tmp = dh_last.copy(), dc_last.copy(), xp.empty_like(dh_last)
+        reads_out = bool(d_out.any())                          # False when only the final state is used
         for t in range(steps - 1, -1, -1):                     # ... then, step by step, the gradients themselves
             masked = start is not None and t >= start
             mask = valid[t][:, None] if masked else None
-            dh += d_out[t] if mask is None else d_out[t] * mask
+            if reads_out:
+                dh += d_out[t] if mask is None else d_out[t] * mask
             dc_in = dc.copy() if masked else None
-            dc += dh * dc_from_h[t]
+            xp.multiply(dh, dc_from_h[t], out=tmp)
+            dc += tmp
             dz = dz_all[t]
             dz[:, :3] *= dc[:, None]
             dz[:, 3] *= dh
@@ -202,7 +205,7 @@ class LSTMScan(Function):
                 _carry(xp, dc, dc_in, mask)
                 dh = xp.where(mask, dz @ w, dh)
             else:
-                dh = dz @ w
+                xp.matmul(dz, w, out=dh)
         dz_all = dz_all.reshape(steps, batch, width)
         need_x, need_w_ih, need_b, need_h, need_c, need_w, _ = ctx.needs_input_grad
         dx, dw_ih, db = _input_grads(dz_all, x, w_ih, (need_x, need_w_ih, need_b))
@@ -278,11 +281,13 @@ class GRUScan(Function):
         coef_z = (hs[:-1] - cand) * z * (1 - z)              # dz = dh' (h - n) z (1 - z)
         d_gh = xp.empty((steps, batch, 3 * n), x.dtype)      # [dr, dz, dn r]: the recurrent side
         d_pn = xp.empty((steps, batch, n), x.dtype)          # dn: the input side of the candidate
-        dh = dh_last.copy()
+        dh, rec = dh_last.copy(), xp.empty_like(dh_last)
+        reads_out = bool(d_out.any())
         for t in range(steps - 1, -1, -1):
             masked = start is not None and t >= start
             mask = valid[t][:, None] if masked else None
-            dh += d_out[t] if mask is None else d_out[t] * mask
+            if reads_out:
+                dh += d_out[t] if mask is None else d_out[t] * mask
             dg = d_gh[t]
             xp.multiply(dh, coef_n[t], out=d_pn[t])
             xp.multiply(d_pn[t], coef_r[t], out=dg[:, :n])
@@ -293,7 +298,9 @@ class GRUScan(Function):
                 d_pn[t] *= mask
                 dh = xp.where(mask, dh * z[t] + dg @ w, dh)
             else:
-                dh = dh * z[t] + dg @ w
+                xp.matmul(dg, w, out=rec)
+                dh *= z[t]
+                dh += rec
         del coef_n, coef_r, coef_z
         need_x, need_w_ih, need_b_ih, need_h, need_w, need_b, _ = ctx.needs_input_grad
         dp = d_gh.copy()                                     # the input side: [dr, dz, dn]
@@ -345,17 +352,19 @@ class RNNScan(Function):
         slope = 1 - hs[1:] * hs[1:] if ctx.nonlinearity == "tanh" else (hs[1:] > 0).astype(x.dtype)
         da_all = xp.empty_like(slope)
         dh = dh_last.copy()
+        reads_out = bool(d_out.any())
         for t in range(steps - 1, -1, -1):
             masked = start is not None and t >= start
             mask = valid[t][:, None] if masked else None
-            dh += d_out[t] if mask is None else d_out[t] * mask
+            if reads_out:
+                dh += d_out[t] if mask is None else d_out[t] * mask
             da = da_all[t]
             xp.multiply(dh, slope[t], out=da)
             if masked:
                 da *= mask
                 dh = xp.where(mask, da @ w, dh)
             else:
-                dh = da @ w
+                xp.matmul(da, w, out=dh)
         need_x, need_w_ih, need_b, need_h, need_w, _, _ = ctx.needs_input_grad
         dx, dw_ih, db = _input_grads(da_all, x, w_ih, (need_x, need_w_ih, need_b))
         dw = da_all.reshape(-1, n).T @ hs[:-1].reshape(-1, n) if need_w else None
