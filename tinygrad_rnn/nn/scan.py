@@ -40,6 +40,11 @@ def _masked_steps(valid):
     return int(ended[0]) if ended.size else None
 
 
+def _step_mask(valid, start, t):
+    """valid[t] as a (B, 1) column once some row has ended (t >= start), else None: the fast path."""
+    return None if start is None or t < start else valid[t][:, None]
+
+
 def _halving(xp, width, sigmoid_rows, dtype):
     """Per gate row: 0.5 where the gate is a sigmoid (computed as tanh of half its input), else 1."""
     scale = xp.ones(width, dtype)
@@ -153,9 +158,10 @@ class LSTMScan(Function):
             cs[t + 1] += ig
             xp.tanh(cs[t + 1], out=hs[t + 1])
             hs[t + 1] *= z[:, 3 * n:]
-            if start is not None and t >= start:
-                _carry(xp, hs[t + 1], hs[t], valid[t][:, None])
-                _carry(xp, cs[t + 1], cs[t], valid[t][:, None])
+            mask = _step_mask(valid, start, t)
+            if mask is not None:
+                _carry(xp, hs[t + 1], hs[t], mask)
+                _carry(xp, cs[t + 1], cs[t], mask)
         ctx.save_for_backward(x, w_ih, b, h0, c0, w)
         ctx.valid, ctx.start, ctx.cache = valid, start, (acts, hs, cs)
         return _mask_outputs(xp, hs, valid, start), hs[steps].copy(), cs[steps].copy()
@@ -188,11 +194,10 @@ class LSTMScan(Function):
         dh, dc, tmp = dh_last.copy(), dc_last.copy(), xp.empty_like(dh_last)
         reads_out = bool(d_out.any())                          # False when only the final state is used
         for t in range(steps - 1, -1, -1):                     # ... then, step by step, the gradients themselves
-            masked = start is not None and t >= start
-            mask = valid[t][:, None] if masked else None
+            mask = _step_mask(valid, start, t)
             if reads_out:
                 dh += d_out[t] if mask is None else d_out[t] * mask
-            dc_in = dc.copy() if masked else None
+            dc_in = None if mask is None else dc.copy()
             xp.multiply(dh, dc_from_h[t], out=tmp)
             dc += tmp
             dz = dz_all[t]
@@ -200,7 +205,7 @@ class LSTMScan(Function):
             dz[:, 3] *= dh
             dc *= f[t]
             dz = dz.reshape(batch, width)
-            if masked:
+            if mask is not None:
                 dz *= mask
                 _carry(xp, dc, dc_in, mask)
                 dh = xp.where(mask, dz @ w, dh)
@@ -258,8 +263,9 @@ class GRUScan(Function):
             xp.subtract(hs[t], cand, out=new)
             new *= a[:, n:2 * n]
             new += cand
-            if start is not None and t >= start:
-                _carry(xp, new, hs[t], valid[t][:, None])
+            mask = _step_mask(valid, start, t)
+            if mask is not None:
+                _carry(xp, new, hs[t], mask)
         ctx.save_for_backward(x, w_ih, b_ih, h0, w, b)
         ctx.valid, ctx.start, ctx.cache = valid, start, (acts, hs)
         return _mask_outputs(xp, hs, valid, start), hs[steps].copy()
@@ -284,8 +290,7 @@ class GRUScan(Function):
         dh, rec = dh_last.copy(), xp.empty_like(dh_last)
         reads_out = bool(d_out.any())
         for t in range(steps - 1, -1, -1):
-            masked = start is not None and t >= start
-            mask = valid[t][:, None] if masked else None
+            mask = _step_mask(valid, start, t)
             if reads_out:
                 dh += d_out[t] if mask is None else d_out[t] * mask
             dg = d_gh[t]
@@ -293,7 +298,7 @@ class GRUScan(Function):
             xp.multiply(d_pn[t], coef_r[t], out=dg[:, :n])
             xp.multiply(dh, coef_z[t], out=dg[:, n:2 * n])
             xp.multiply(d_pn[t], r[t], out=dg[:, 2 * n:])
-            if masked:
+            if mask is not None:
                 dg *= mask
                 d_pn[t] *= mask
                 dh = xp.where(mask, dh * z[t] + dg @ w, dh)
@@ -334,8 +339,9 @@ class RNNScan(Function):
                 xp.tanh(new, out=new)
             else:
                 xp.maximum(new, 0, out=new)
-            if start is not None and t >= start:
-                _carry(xp, new, hs[t], valid[t][:, None])
+            mask = _step_mask(valid, start, t)
+            if mask is not None:
+                _carry(xp, new, hs[t], mask)
         ctx.save_for_backward(x, w_ih, b, h0, w)
         ctx.nonlinearity, ctx.valid, ctx.start, ctx.hs = nonlinearity, valid, start, hs
         return _mask_outputs(xp, hs, valid, start), hs[steps].copy()
@@ -354,13 +360,12 @@ class RNNScan(Function):
         dh = dh_last.copy()
         reads_out = bool(d_out.any())
         for t in range(steps - 1, -1, -1):
-            masked = start is not None and t >= start
-            mask = valid[t][:, None] if masked else None
+            mask = _step_mask(valid, start, t)
             if reads_out:
                 dh += d_out[t] if mask is None else d_out[t] * mask
             da = da_all[t]
             xp.multiply(dh, slope[t], out=da)
-            if masked:
+            if mask is not None:
                 da *= mask
                 dh = xp.where(mask, da @ w, dh)
             else:
