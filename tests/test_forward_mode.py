@@ -5,6 +5,9 @@ tangent) are checked two independent ways in float64:
 * against central finite differences (f(x + e v) - f(x - e v)) / 2e, and
 * against reverse mode: for a random cotangent u, <u, J v> = <J^T u, v> with J^T u from tg.grad.
 Hypothesis draws the shapes, including size-1 dims, broadcasting and 0-d tensors.
+Where an op is not differentiable (ties of max/min, |a| at 0, clip on its bounds)
+finite differences do not apply; there the rule must be the one the backward
+implies, which the reverse-mode relation checks on its own (TIE_CASES).
 """
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_rnn as tg
-from tinygrad_rnn import ops
+from tinygrad_rnn import backend, ops
 from tinygrad_rnn.nn import fused
 from tinygrad_rnn.study.forward_mode import jvp
 from helpers import Cube, hyp
@@ -24,8 +27,9 @@ def as_list(out):
     return [out] if isinstance(out, tg.Tensor) else list(out)
 
 
-def check_jvp(data, device, fn, arrays, fd_rtol=1e-6):
-    """fn's jvp at ``arrays`` against finite differences and against <J^T u, v> from reverse mode."""
+def check_jvp(data, device, fn, arrays, fd_rtol=1e-6, finite_differences=True):
+    """fn's jvp at ``arrays`` against finite differences and against <J^T u, v> from reverse mode
+    (only the latter with ``finite_differences=False``, for points where fn has no derivative)."""
     k = data.draw(st.integers(1, 3), label="K")
     has = data.draw(st.lists(st.booleans(), min_size=len(arrays), max_size=len(arrays)).filter(any), label="seeded")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
@@ -40,10 +44,10 @@ def check_jvp(data, device, fn, arrays, fd_rtol=1e-6):
     assert len(out) == len(tangents) == len(expected)
     for o, t, e in zip(out, tangents, expected):
         np.testing.assert_array_equal(o.numpy(), e.numpy())
-        assert t.shape == (k,) + o.shape and t.dtype == tg.float64
+        assert t.shape == (k,) + o.shape and t.dtype == tg.float64 and t.device == o.device
 
     eps = 1e-6
-    for j in range(k):
+    for j in range(k if finite_differences else 0):
         plus = run([a if d is None else a + eps * d[j] for a, d in zip(arrays, directions)])
         minus = run([a if d is None else a - eps * d[j] for a, d in zip(arrays, directions)])
         for i, (p, m, t) in enumerate(zip(plus, minus, tangents)):
@@ -55,7 +59,7 @@ def check_jvp(data, device, fn, arrays, fd_rtol=1e-6):
     us = [rng.standard_normal(o.shape) for o in outs]
     total = None
     for o, u in zip(outs, us):
-        term = (o * tg.tensor(u, dtype=tg.float64, device=device)).sum()
+        term = (o * tg.tensor(u, dtype=tg.float64, device=o.device)).sum()
         total = term if total is None else total + term
     seeded = [(leaf, d) for leaf, d in zip(leaves, directions) if d is not None]
     grads = tg.grad(total, [leaf for leaf, _ in seeded], allow_unused=True)
@@ -89,6 +93,28 @@ def with_zeros(data, shape):
 def away_from_zero(data, shape, gap=0.5):
     x = normal(data, shape)
     return np.where(x < 0, x - gap, x + gap)
+
+
+def wide(data, shape):
+    """Normal values spread to +-20, so softplus is tried where it saturates."""
+    return 8 * normal(data, shape)
+
+
+def shifted(data, shape):
+    """Normal values moved off ``normal``'s: a second operand drawn with the same seed never ties."""
+    return normal(data, shape) + 0.25
+
+
+def few_values(data, shape):
+    """Values from {-1, 0, 1}: ties, and zeros, almost everywhere."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="values"))
+    return rng.integers(-1, 2, shape).astype(np.float64)
+
+
+def on_bounds(data, shape):
+    """Values on the clip bounds of BOUNDS, and between and beyond them."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="values"))
+    return rng.choice([-1.0, -0.5, 0.0, 0.2, 0.5, 1.0], shape)
 
 
 def broadcast_source(data, target):
@@ -149,6 +175,26 @@ def broadcast_to_case(data):
     return (lambda a: a.broadcast_to(target)), [normal(data, broadcast_source(data, target))]
 
 
+BOUNDS = [(-0.5, None), (None, 0.5), (-0.5, 0.5), (0.2, 0.2)]
+
+
+def clip_case(values):
+    def make(data):
+        lo, hi = data.draw(st.sampled_from(BOUNDS), label="bounds")
+        return (lambda a: a.clip(lo, hi)), [values(data, data.draw(shapes, label="shape"))]
+    return make
+
+
+def extreme_case(reduce, values=normal):
+    def make(data):
+        shape = data.draw(shapes, label="shape")
+        axes = data.draw(st.none() | st.lists(st.integers(0, max(len(shape) - 1, 0)), unique=True,
+                                              max_size=len(shape)).map(tuple), label="axes")
+        keepdims = data.draw(st.booleans(), label="keepdims")
+        return (lambda a: getattr(a, reduce)(axis=axes, keepdims=keepdims)), [values(data, shape)]
+    return make
+
+
 def basic_index(data, shape):
     parts = []
     for n in shape[:data.draw(st.integers(0, len(shape)), label="dims indexed")]:
@@ -176,6 +222,38 @@ ADVANCED = [lambda x: x[[0, 2, 0]], lambda x: x[:, [1, 1, 0]], lambda x: x[[0, 1
 def getitem_advanced_case(data):
     fn = data.draw(st.sampled_from(ADVANCED), label="index")
     return fn, [normal(data, (3, 4, 2))]
+
+
+def on_device(index, like):
+    """``index`` with its lists and arrays on ``like``'s device, as Tensor indexing does."""
+    return tuple(backend.to_device(np.asarray(p), like.device) if isinstance(p, (list, np.ndarray)) else p
+                 for p in index)
+
+
+def index_add(index, shape):
+    """``zeros(shape)`` with its argument added at ``index``, and an argument of the matching shape."""
+    def fn(g):
+        return ops.IndexAdd.apply(g, on_device(index, g), shape)
+    return fn, np.zeros(shape)[index].shape
+
+
+def index_add_basic_case(data):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=3), label="shape")
+    fn, source = index_add(basic_index(data, shape), shape)
+    return fn, [normal(data, source)]
+
+
+ADVANCED_INDEX_ADD = [                     # (index, shape); most repeat a position, whose values add up
+    (([0, 2, 0],), (3, 4, 2)), ((slice(None), [1, 1, 0]), (3, 4, 2)), (([0, 1], slice(None), [1, 0]), (3, 4, 2)),
+    ((Ellipsis, [1, 1, 0]), (3, 4, 2)), ((np.array([[True, False, True, False]] * 3),), (3, 4, 2)),
+    ((None, [2, 0, 2], slice(1, None)), (3, 4, 2)), (([[0, 0], [2, 0]], [1, 1]), (3, 4, 2)),
+    (([4, 4, 4, 1],), (5,)), ((np.array([2, 0, 2]), Ellipsis, 1), (3, 4, 2))]
+
+
+def index_add_advanced_case(data):
+    index, shape = data.draw(st.sampled_from(ADVANCED_INDEX_ADD), label="index")
+    fn, source = index_add(index, shape)
+    return fn, [normal(data, source)]
 
 
 def join_shapes(data, same):
@@ -271,6 +349,19 @@ CASES = {
     "split": (split_case, {"Split"}),
     "unbind": (unbind_case, {"Unbind"}),
     "where": (where_case, {"Where"}),
+    "sqrt": (unary(lambda a: a.sqrt(), positive), {"Sqrt"}),
+    "abs": (unary(lambda a: a.abs(), away_from_zero), {"Abs"}),
+    "softplus": (unary(tg.softplus, wide), {"Softplus"}),
+    "maximum": (binary(tg.maximum, right=shifted), {"Maximum"}),
+    "minimum": (binary(tg.minimum, right=shifted), {"Minimum"}),
+    "maximum_scalar": (unary(lambda a: tg.maximum(a, 0.25)), {"Maximum"}),
+    "minimum_scalar": (unary(lambda a: tg.minimum(0.25, a)), {"Minimum"}),
+    "clip": (clip_case(away_from_zero), {"Clip"}),
+    "max": (extreme_case("max"), {"Max"}),
+    "min": (extreme_case("min"), {"Min"}),
+    "index_add_basic": (index_add_basic_case, {"IndexAdd"}),
+    "index_add_advanced": (index_add_advanced_case, {"IndexAdd"}),
+    "to_cpu": (unary(lambda a: ops.ToDevice.apply(a, "cpu")), {"ToDevice"}),
     "rnn_step": (rnn_step_case, {"RNNStep"}),
     "lstm_step": (lstm_step_case, {"LSTMStep"}),
     "gru_step": (gru_step_case, {"GRUStep"}),
@@ -285,13 +376,97 @@ def test_jvp_rule_matches_finite_differences_and_reverse_mode(device, name, data
     check_jvp(data, device, fn, arrays)
 
 
+# Points where the op has no derivative: the jvp must be the linear map whose adjoint is the
+# backward (at ties both operands or all tied positions share equally, |a| and clip pass 0 / the
+# whole tangent as their gradients do), which only the reverse-mode relation can check.
+TIE_CASES = {
+    "maximum_ties": (binary(tg.maximum, few_values, few_values), {"Maximum"}),
+    "minimum_ties": (binary(tg.minimum, few_values, few_values), {"Minimum"}),
+    "maximum_scalar_ties": (unary(lambda a: tg.maximum(a, 0.0), few_values), {"Maximum"}),
+    "minimum_scalar_ties": (unary(lambda a: tg.minimum(0.0, a), few_values), {"Minimum"}),
+    "abs_at_zero": (unary(lambda a: a.abs(), few_values), {"Abs"}),
+    "clip_on_bounds": (clip_case(on_bounds), {"Clip"}),
+    "max_ties": (extreme_case("max", few_values), {"Max"}),
+    "min_ties": (extreme_case("min", few_values), {"Min"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIE_CASES))
+@hyp(16)
+@given(data=st.data())
+def test_jvp_rule_at_ties_is_the_adjoint_of_backward(device, name, data):
+    fn, arrays = TIE_CASES[name][0](data)
+    check_jvp(data, device, fn, arrays, finite_differences=False)
+
+
+def test_tie_conventions(device):
+    """The values at ties, written out: the mean of the tied tangents; |a| at 0 and clip on a bound as documented."""
+    x = tg.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]], dtype=tg.float64, device=device)
+    v = np.arange(12.0).reshape(2, 2, 3)
+    _, t = jvp(lambda x: x.max(axis=1), [x], [v])
+    np.testing.assert_allclose(t.numpy(), [[1.5, 4.0], [7.5, 10.0]])
+    _, t = jvp(lambda x: x.min(), [x], [v])
+    np.testing.assert_allclose(t.numpy(), [4.0, 10.0])
+    a, b = (tg.tensor([1.0, 2.0, 3.0], dtype=tg.float64, device=device) for _ in range(2))
+    ta, tb = np.array([[2.0, 4.0, 6.0]]), np.array([[10.0, 20.0, 30.0]])
+    for op in (tg.maximum, tg.minimum):
+        _, t = jvp(op, [a, b], [ta, tb])
+        np.testing.assert_allclose(t.numpy(), [[6.0, 12.0, 18.0]])
+    _, t = jvp(lambda a: tg.maximum(a, 2.0), [a], [ta])
+    np.testing.assert_allclose(t.numpy(), [[0.0, 2.0, 6.0]])
+    z = tg.tensor([-1.0, 0.0, 0.5, 2.0], dtype=tg.float64, device=device)
+    _, t = jvp(lambda z: z.abs(), [z], [np.ones((1, 4))])
+    np.testing.assert_array_equal(t.numpy(), [[-1.0, 0.0, 1.0, 1.0]])
+    _, t = jvp(lambda z: z.clip(0.0, 0.5), [z], [np.ones((1, 4))])
+    np.testing.assert_array_equal(t.numpy(), [[0.0, 1.0, 1.0, 0.0]])
+
+
+@pytest.mark.parametrize("source, target", [(tg.float64, tg.float32), (tg.float32, tg.float64)])
+@hyp(8)
+@given(data=st.data())
+def test_cast_jvp_is_the_tangent_in_the_new_dtype(device, source, target, data):
+    """Cast is linear: its tangent is v in the output's dtype, checked as check_jvp does but at the
+    float32 precision on one side (finite differences with a large step, exact for a linear map)."""
+    shape = data.draw(shapes, label="shape")
+    k = data.draw(st.integers(1, 3), label="K")
+    x = normal(data, shape).astype(source)
+    v = normal(data, (k,) + shape).astype(source)
+
+    def fn(x):
+        return x.astype(target) * 2.0
+
+    out, t = jvp(fn, [tg.tensor(x, device=device)], [v])
+    assert t.dtype == target and out.dtype == target and t.shape == (k,) + shape
+    np.testing.assert_array_equal(t.numpy(), 2.0 * v.astype(target))
+    for j in range(k):
+        plus, minus = (fn(tg.tensor(x + s * v[j], device=device)).numpy() for s in (0.5, -0.5))
+        np.testing.assert_allclose(t.numpy()[j], plus - minus, rtol=1e-5, atol=1e-5)
+    leaf = tg.tensor(x, device=device, requires_grad=True)
+    u = normal(data, shape).astype(target)
+    grad, = tg.grad((fn(leaf) * tg.tensor(u, device=device)).sum(), [leaf])
+    assert grad.dtype == source
+    for j in range(k):
+        forward, reverse = float(np.sum(u * t.numpy()[j], dtype=np.float64)), float(np.sum(grad.numpy() * v[j]))
+        assert abs(forward - reverse) <= 1e-5 * (np.sum(np.abs(u * t.numpy()[j])) + 1e-30)
+
+
+@hyp(8)
+@given(data=st.data())
+def test_to_device_jvp_moves_the_tangent(device, data):
+    """Both ways between cpu and ``device``; the tangent lands on the output's device."""
+    fn, arrays = unary(lambda a: ops.ToDevice.apply(a, device))(data)
+    check_jvp(data, "cpu", fn, arrays)
+    fn, arrays = unary(lambda a: ops.ToDevice.apply(a, "cpu"))(data)
+    check_jvp(data, device, fn, arrays)
+
+
 def test_every_rule_is_tested():
     """Each Function class defining jvp is exercised by a case above, and no case names a class without one."""
     classes = [c for module in (ops, fused) for c in vars(module).values()
                if isinstance(c, type) and issubclass(c, tg.Function)]
-    with_rule = {c.__name__ for c in classes if "jvp" in vars(c)}
-    tested = set().union(*(names for _, names in CASES.values()))
-    assert with_rule == tested
+    with_rule = {c.__name__ for c in classes if hasattr(c, "jvp")}        # as the walk looks it up (inherited too)
+    tested = set().union(*(names for _, names in CASES.values()), *(names for _, names in TIE_CASES.values()))
+    assert with_rule == tested | {"Cast"}           # Cast: test_cast_jvp_is_the_tangent_in_the_new_dtype
 
 
 # ----------------------------------------------------------------- the walk

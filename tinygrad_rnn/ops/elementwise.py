@@ -197,6 +197,12 @@ class Sqrt(Function):
         out, = ctx.saved_tensors
         return g / (2 * out)
 
+    @staticmethod
+    def jvp(ctx, t):
+        """d sqrt(a) = da / (2 sqrt(a))."""
+        out, = ctx.saved_tensors
+        return t / (2 * out)
+
 
 class Abs(Function):
     """|a|, with gradient sign(a) (0 at 0, as PyTorch)."""
@@ -210,6 +216,12 @@ class Abs(Function):
     def backward(ctx, g):
         a, = ctx.saved_tensors
         return g * ctx.xp.sign(a)
+
+    @staticmethod
+    def jvp(ctx, t):
+        """d|a| = sign(a) da (0 at a = 0, as the backward)."""
+        a, = ctx.saved_tensors
+        return t * ctx.xp.sign(a)
 
 
 class Tanh(Function):
@@ -284,6 +296,12 @@ class Softplus(Function):
         a, = ctx.saved_tensors
         return g * (Sigmoid.apply(a) if isinstance(a, Tensor) else sigmoid_array(a))
 
+    @staticmethod
+    def jvp(ctx, t):
+        """d softplus(a) = sigmoid(a) da."""
+        a, = ctx.saved_tensors
+        return t * sigmoid_array(a)
+
 
 class Maximum(Function):
     """Elementwise max; at ties each input gets half the gradient (as PyTorch)."""
@@ -296,6 +314,11 @@ class Maximum(Function):
     @staticmethod
     def backward(ctx, g):
         return _select_grads(ctx, g, lambda a, b: a > b)
+
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        """The tangent of the larger operand; at ties the mean of both (the backward's half each)."""
+        return _select_tangents(ctx, ta, tb, lambda a, b: a > b)
 
 
 class Minimum(Function):
@@ -310,6 +333,11 @@ class Minimum(Function):
     def backward(ctx, g):
         return _select_grads(ctx, g, lambda a, b: a < b)
 
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        """The tangent of the smaller operand; at ties the mean of both (the backward's half each)."""
+        return _select_tangents(ctx, ta, tb, lambda a, b: a < b)
+
 
 def _select_grads(ctx, g, a_wins):
     a, b = ctx.saved_tensors
@@ -320,6 +348,16 @@ def _select_grads(ctx, g, a_wins):
     ga = sum_to(xp.where(win_a, g, xp.where(tied, tie, 0)), a.shape) if na else None
     gb = sum_to(xp.where(win_a, 0, xp.where(tied, tie, g)), b.shape) if nb else None
     return ga, gb
+
+
+def _select_tangents(ctx, ta, tb, a_wins):
+    """ta where ``a`` wins, tb where ``b`` does, (ta + tb) / 2 at ties; None is zero."""
+    a, b = ctx.saved_tensors
+    xp = ctx.xp
+    n = _out_ndim(ctx)
+    ta, tb = lift(ta, n), lift(tb, n)
+    tie = 0.5 * add_tangents(ta, tb)
+    return xp.where(a_wins(a, b), 0 if ta is None else ta, xp.where(a == b, tie, 0 if tb is None else tb))
 
 
 class Where(Function):
@@ -368,6 +406,17 @@ class Clip(Function):
             inside = ctx.xp.where(a <= ctx.hi, inside, 0)
         return inside, None, None
 
+    @staticmethod
+    def jvp(ctx, t, *_):
+        """da where lo <= a <= hi, else 0 (the bounds included, as the backward)."""
+        a, = ctx.saved_tensors
+        inside = t
+        if ctx.lo is not None:
+            inside = ctx.xp.where(a >= ctx.lo, inside, 0)
+        if ctx.hi is not None:
+            inside = ctx.xp.where(a <= ctx.hi, inside, 0)
+        return inside
+
 
 class Cast(Function):
     """Change the float dtype; the gradient goes back in the input's dtype."""
@@ -381,6 +430,11 @@ class Cast(Function):
     def backward(ctx, g):
         return g.astype(ctx.in_dtype), None
 
+    @staticmethod
+    def jvp(ctx, t, _):
+        """The tangent cast to the output's dtype."""
+        return t.astype(ctx._out_arrays[0].dtype)
+
 
 class ToDevice(Function):
     """Copy to another device; the gradient is copied back."""
@@ -393,3 +447,8 @@ class ToDevice(Function):
     @staticmethod
     def backward(ctx, g):
         return ToDevice.dispatch(g, ctx.in_device), None
+
+    @staticmethod
+    def jvp(ctx, t, _):
+        """The tangent copied to the output's device."""
+        return backend.to_device(t, backend.device_of(ctx._out_arrays[0]))

@@ -62,6 +62,17 @@ class _Extreme(Function):
         hit = (a == out.reshape(shape)).astype(g.dtype)
         return g.reshape(shape) * hit / hit.sum(axis=ctx.axes, keepdims=True), None, None
 
+    @staticmethod
+    def jvp(ctx, t, *_):
+        """The mean of the tangent over the positions equal to the extreme (the backward's equal
+        shares), reduced over the same axes one further right (behind K)."""
+        a, out = ctx.saved_tensors
+        hit = a == out.reshape(kept_shape(a.shape, ctx.axes))
+        axes = tuple(ax + 1 for ax in ctx.axes)
+        keepdims = out.ndim == a.ndim
+        return (ctx.xp.where(hit, t, 0).sum(axis=axes, keepdims=keepdims)
+                / hit.sum(axis=ctx.axes, keepdims=keepdims).astype(t.dtype))
+
 
 class Max(_Extreme):
     reduce = "max"

@@ -159,6 +159,21 @@ class IndexAdd(Function):
     def backward(ctx, gg):
         return GetItem.dispatch(gg, ctx.index), None, None
 
+    @staticmethod
+    def jvp(ctx, t, *_):
+        """The same scatter-add behind the K axis. A basic index writes through a view; an advanced
+        one adds into zeros with K moved last, as GetItem.jvp indexes (repeats add up)."""
+        xp = ctx.xp
+        out = ctx._out_arrays[0]
+        index = ctx.index if isinstance(ctx.index, tuple) else (ctx.index,)
+        if is_basic_index(index):
+            tangent = xp.zeros(t.shape[:1] + out.shape, dtype=t.dtype)
+            tangent[(slice(None),) + index] = t
+            return tangent
+        tangent = xp.zeros(out.shape + t.shape[:1], dtype=t.dtype)
+        backend.index_add(tangent, _expand_ellipsis(index, out.ndim), xp.moveaxis(t, 0, -1))
+        return xp.moveaxis(tangent, -1, 0)
+
 
 class Concatenate(Function):
     @staticmethod
