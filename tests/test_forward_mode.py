@@ -17,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import backend, ops
-from tinygrad_rnn.nn import fused
+from tinygrad_rnn.nn import trace_scan
 from tinygrad_rnn.study.forward_mode import jvp
 from helpers import Cube, hyp
 
@@ -296,29 +296,30 @@ def where_case(data):
     return (lambda a, b: tg.where(tg.tensor(cond), a, b)), [normal(data, sa), normal(data, sb)]
 
 
-def step_sizes(data, gates):
-    batch, hidden = data.draw(st.integers(1, 3), label="B"), data.draw(st.integers(1, 3), label="H")
-    return batch, hidden, gates * hidden
+def scan_case(data):
+    """A whole-sequence node (hand-tuned kernel or traced step) as a function of x, h0 and W_hh,
+    with variable lengths and either direction."""
+    kind = data.draw(st.sampled_from(["rnn_tanh", "rnn_relu", "lstm", "gru", "peephole"]), label="cell")
+    fused = data.draw(st.booleans(), label="kernel")
+    steps, batch, hidden = (data.draw(st.integers(1, 3), label=n) for n in ("T", "B", "H"))
+    lengths = data.draw(st.none() | st.lists(st.integers(0, steps), min_size=batch, max_size=batch), label="lengths")
+    reverse = data.draw(st.booleans(), label="reverse")
+    if kind.startswith("rnn"):
+        cell = tg.nn.RNNCell(2, hidden, nonlinearity=kind[4:], fused=fused, dtype=tg.float64)
+    elif kind == "peephole":
+        cell = tg.nn.PeepholeLSTMCell(2, hidden, dtype=tg.float64)
+    else:
+        cell = {"lstm": tg.nn.LSTMCell, "gru": tg.nn.GRUCell}[kind](2, hidden, fused=fused, dtype=tg.float64)
+    rows = cell.weight_hh.shape[0]
+    parts = 2 if kind in ("lstm", "peephole") else 1
 
+    def fn(x, w, *state):
+        cell.weight_hh = w if w.requires_grad else tg.nn.Parameter(w)
+        out, final = tg.nn.unroll(cell, x, state if parts == 2 else state[0], lengths, reverse=reverse)
+        return [out] + list(final if parts == 2 else [final])
 
-def rnn_step_case(data):
-    b, h, g = step_sizes(data, 1)
-    act = data.draw(st.sampled_from(["tanh", "relu"]), label="nonlinearity")
-    p = normal(data, (b, g)) if act == "tanh" else away_from_zero(data, (b, g), 1.0)
-    return (lambda p, h, w: fused.RNNStep.apply(p, h, w, act)), [p, 0.3 * normal(data, (b, h)),
-                                                                  0.3 * normal(data, (g, h))]
-
-
-def lstm_step_case(data):
-    b, h, g = step_sizes(data, 4)
-    return (lambda p, h, c, w: fused.LSTMStep.apply(p, h, c, w)), [normal(data, (b, g)), normal(data, (b, h)),
-                                                                    normal(data, (b, h)), normal(data, (g, h))]
-
-
-def gru_step_case(data):
-    b, h, g = step_sizes(data, 3)
-    return (lambda p, h, w, bias: fused.GRUStep.apply(p, h, w, bias)), [
-        normal(data, (b, g)), normal(data, (b, h)), normal(data, (g, h)), normal(data, (g,))]
+    x = away_from_zero(data, (steps, batch, 2), 0.3) if kind == "rnn_relu" else normal(data, (steps, batch, 2))
+    return fn, [x, 0.3 * normal(data, (rows, hidden))] + [normal(data, (batch, hidden)) for _ in range(parts)]
 
 
 CASES = {
@@ -362,9 +363,8 @@ CASES = {
     "index_add_basic": (index_add_basic_case, {"IndexAdd"}),
     "index_add_advanced": (index_add_advanced_case, {"IndexAdd"}),
     "to_cpu": (unary(lambda a: ops.ToDevice.apply(a, "cpu")), {"ToDevice"}),
-    "rnn_step": (rnn_step_case, {"RNNStep"}),
-    "lstm_step": (lstm_step_case, {"LSTMStep"}),
-    "gru_step": (gru_step_case, {"GRUStep"}),
+    "scan": (scan_case, {"Scan"}),
+    "remainder": (binary(lambda a, b: a % b, right=away_from_zero), {"Remainder"}),
 }
 
 
@@ -462,7 +462,7 @@ def test_to_device_jvp_moves_the_tangent(device, data):
 
 def test_every_rule_is_tested():
     """Each Function class defining jvp is exercised by a case above, and no case names a class without one."""
-    classes = [c for module in (ops, fused) for c in vars(module).values()
+    classes = [c for module in (ops, trace_scan) for c in vars(module).values()
                if isinstance(c, type) and issubclass(c, tg.Function)]
     with_rule = {c.__name__ for c in classes if hasattr(c, "jvp")}        # as the walk looks it up (inherited too)
     tested = set().union(*(names for _, names in CASES.values()), *(names for _, names in TIE_CASES.values()))

@@ -276,21 +276,46 @@ def test_saturation_matches_numpy(device, kind, fused):
     assert 0 < everything.max() and everything.min() < 1      # the check saw both kinds of units
 
 
-class FastLSTMCell(nn.LSTMCell):
-    """An LSTM subclass with its own step: its gates are not the built-in ones."""
+class HalvedLSTMCell(nn.LSTMCell):
+    """An LSTM subclass with its own step, built on the built-in one: its gates keep their names."""
 
     def step(self, p, state):
         h, c = super().step(p, state)
         return h * 0.5, c
 
 
-@pytest.mark.parametrize("make", [lambda d: make_cell("rnn_relu", 2, 3, device=d),
-                                  lambda d: make_cell("jordan", 2, 3, device=d),
-                                  lambda d: FastLSTMCell(2, 3, device=d, dtype=tg.float64)])
-def test_cells_without_known_gates_report_no_saturation(device, make):
+class UnnamedCell(nn.RecurrentCell):
+    """A gated cell that names nothing: the study tools cannot know its gates."""
+
+    def __init__(self, size, device):
+        self.input_size = self.hidden_size = size
+        self.weight = nn.Parameter(tg.ones(size, dtype=tg.float64, device=device))
+
+    def step(self, p, h):
+        return (p + h * self.weight).sigmoid() * h
+
+
+class NamedCell(UnnamedCell):
+    """The same cell, naming its gate "u"."""
+
+    def step(self, p, h):
+        return nn.named((p + h * self.weight).sigmoid(), "u") * h
+
+
+@pytest.mark.parametrize("make, gates", [
+    (lambda d: make_cell("rnn_relu", 2, 3, device=d), set()),          # relu: not a gate
+    (lambda d: make_cell("jordan", 2, 3, device=d), {"h"}),             # its step names its tanh layer
+    (lambda d: HalvedLSTMCell(2, 3, device=d, dtype=tg.float64), {"i", "f", "g", "o"}),
+    (lambda d: nn.ClockworkRNNCell(2, 4, periods=(1, 2), device=d, dtype=tg.float64), set()),   # "active": bool
+    (lambda d: UnnamedCell(2, d), set()),
+    (lambda d: NamedCell(2, d), {"u"})])
+def test_saturation_reads_the_gates_the_step_names(device, make, gates):
     cell = make(device)
     tr = trace(cell, f64(np.ones((3, 2, 2)), device))
-    assert telemetry.record(tr, tr.output.sum()).saturation == [{}]
+    saturation = telemetry.record(tr, tr.output.sum()).saturation[0]
+    assert set(saturation) == gates
+    for name in gates:
+        assert saturation[name].shape == (3,)
 
 
 def test_saturated_fraction_counts_the_ranges():

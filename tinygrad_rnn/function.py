@@ -37,6 +37,7 @@ from .tensor import Tensor
 class _GradState(threading.local):
     enabled = True
     anomaly = False
+    tape = None         # while a step is being traced (tinygrad_rnn.nn.trace_scan): where apply records
 
 
 _state = _GradState()
@@ -101,6 +102,33 @@ def is_anomaly_enabled():
     return _state.anomaly
 
 
+class recording:
+    """Inside the block, every ``Function.apply`` on this thread also calls
+    ``tape.record(cls, args, kwargs, result, ctx)``, and reading a tensor's values into
+    Python (``item``, ``bool``, ``numpy``...) raises :class:`DataDependentError`:
+    how :mod:`tinygrad_rnn.nn.trace_scan` turns a Python step into a tape of ops.
+    Blocks nest; the outer tape sees none of the inner one's ops."""
+
+    def __init__(self, tape):
+        self.tape = tape
+
+    def __enter__(self):
+        self.prev = _state.tape
+        _state.tape = self.tape
+        return self.tape
+
+    def __exit__(self, *exc):
+        _state.tape = self.prev
+
+
+def is_recording():
+    return _state.tape is not None
+
+
+class DataDependentError(RuntimeError):
+    """A traced step read a tensor's values into Python, so its ops may differ from step to step."""
+
+
 def _check_finite(fn_name, phase, arrays, stack=None):
     for i, a in enumerate(arrays):
         if a is None or not hasattr(a, "dtype") or a.dtype.kind != "f":
@@ -120,6 +148,7 @@ class Function:
     # dict is only made when it does).
     __slots__ = ("inputs", "needs_input_grad", "generation", "n_outputs", "_saved", "_out_arrays", "__dict__")
 
+    differentiable = True     # False for ops with no gradient (comparisons): their outputs never require grad
     _graph_mode = False       # True while a create_graph backward runs this node
     _xp = np
     _stack = None             # where the node was created, under detect_anomaly
@@ -197,7 +226,7 @@ class Function:
                 needs.append(False)
         out = cls.forward(ctx, *arrays, **kwargs)
         state = _state
-        record = state.enabled and True in needs
+        record = state.enabled and True in needs and cls.differentiable
         node = ctx if record else None
         if type(out) is np.ndarray:
             outs = (out,)
@@ -221,6 +250,8 @@ class Function:
                 ctx._xp = backend.get_array_module(outs[0])
             if state.anomaly:
                 ctx._stack = traceback.format_stack()
+        if state.tape is not None:
+            state.tape.record(cls, args, kwargs, result, ctx)
         return result
 
     @classmethod

@@ -121,9 +121,12 @@ class Tensor:
     # ----- leaving the graph -----
     def numpy(self):
         """The data as a NumPy array (shared on cpu, copied from cuda)."""
+        _refuse_while_tracing(self, "numpy()")
         return backend.to_device(self.data, "cpu")
 
     def item(self):
+        """The value of a one-element tensor as a Python number."""
+        _refuse_while_tracing(self, "item()")
         if self.data.size != 1:
             raise ValueError(f"item: only one-element tensors convert to a Python number, got shape {self.shape}")
         return self.data.item()
@@ -138,13 +141,14 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self):
+        _refuse_while_tracing(self, "bool()")
         if self.data.size != 1:
             raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()")
         return bool(self.item())
 
     def detach(self):
-        """The same data, cut from the graph."""
-        return Tensor._make(self.data, False, None, 0)
+        """The same data, cut from the graph (an op, so that a traced step replays it)."""
+        return _ops.Discrete.apply(self, name="detach")
 
     # ----- device and dtype -----
     def to(self, device=None, dtype=None):
@@ -169,7 +173,7 @@ class Tensor:
         if dt == self.dtype:
             return self
         if dt.kind != "f":
-            return Tensor._make(self.data.astype(dt), False, None, 0)
+            return _ops.Discrete.apply(self, name="astype", dtype=dt)
         return _ops.Cast.apply(self, dt)
 
     def float(self):
@@ -312,6 +316,12 @@ class Tensor:
     def __rtruediv__(self, other):
         return _binary(_ops.Div, self, other, reflected=True)
 
+    def __mod__(self, other):
+        return _binary(_ops.Remainder, self, other)
+
+    def __rmod__(self, other):
+        return _binary(_ops.Remainder, self, other, reflected=True)
+
     def __pow__(self, other):
         return _binary(_ops.Pow, self, other)
 
@@ -361,13 +371,15 @@ class Tensor:
     def __invert__(self):
         if self.dtype != backend.bool_:
             raise TypeError(f"~ needs a bool tensor, got {self.dtype.name}")
-        return Tensor._make(~self.data, False, None, 0)
+        return _ops.Discrete.apply(self, name="logical_not")
 
     def any(self):
-        return Tensor._make(backend.get_array_module(self.data).asarray(self.data.any()), False, None, 0)
+        """True if any element is nonzero (a 0-d bool tensor)."""
+        return _ops.Discrete.apply(self, name="any")
 
     def all(self):
-        return Tensor._make(backend.get_array_module(self.data).asarray(self.data.all()), False, None, 0)
+        """True if every element is nonzero (a 0-d bool tensor)."""
+        return _ops.Discrete.apply(self, name="all")
 
     def __getitem__(self, index):
         return _ops.GetItem.apply(self, _raw_index(index, self))
@@ -376,6 +388,15 @@ class Tensor:
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(self.shape[0]))
+
+
+def _refuse_while_tracing(tensor, what):
+    """Reading values into Python while a step is traced would bake one step's values
+    into every step; the tracer catches this and runs the step step by step instead."""
+    if _function.is_recording():
+        raise _function.DataDependentError(
+            f"{what} of a tensor of shape {tensor.shape} inside a traced step: the step reads tensor values "
+            "into Python, so it cannot be replayed as a fixed sequence of ops")
 
 
 class _HookHandle:
@@ -421,10 +442,7 @@ def _binary(fn, tensor, other, reflected=False, scalars=True):
 
 
 def _compare(ufunc, tensor, other):
-    other = as_operand(other, tensor, ufunc.__name__)
-    other = other.data if isinstance(other, Tensor) else other
-    xp = backend.get_array_module(tensor.data)
-    return Tensor._make(xp.asarray(getattr(xp, ufunc.__name__)(tensor.data, other)), False, None, 0)
+    return _ops.Discrete.apply(tensor, as_operand(other, tensor, ufunc.__name__), name=ufunc.__name__)
 
 
 def _raw_index(index, like):
@@ -445,4 +463,5 @@ def _raw_index(index, like):
 
 
 from . import ops as _ops  # noqa: E402  (the ops import Tensor; methods look them up at call time)
+from . import function as _function  # noqa: E402
 from . import xp as _xp  # noqa: E402

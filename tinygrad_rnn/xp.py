@@ -78,14 +78,18 @@ matmul = _binary_fn(ops.MatMul, "matmul")
 
 
 def _constant(fn_name, x):
-    """``numpy.<fn_name>(x.data)`` as a constant tensor (NumPy's 0-d scalars made arrays)."""
-    xp = backend.get_array_module(x.data)
-    return Tensor._make(xp.asarray(getattr(xp, fn_name)(x.data)), False, None, 0)
+    """``numpy.<fn_name>(x)``, an op without a gradient (see ops.Discrete)."""
+    return ops.Discrete.apply(_tensor(x, fn_name), name=fn_name)
 
 
 def sign(x):
     """-1, 0 or 1 elementwise; a constant (no gradient)."""
     return _constant("sign", x)
+
+
+def floor(x):
+    """The largest integer <= x elementwise; a constant (its derivative is 0 almost everywhere)."""
+    return _constant("floor", x)
 
 
 def isfinite(x):

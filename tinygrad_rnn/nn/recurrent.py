@@ -18,8 +18,12 @@ from .. import backend
 from .. import functional as F
 from ..tensor import Tensor
 from ..xp import concatenate, stack, unbind, where
-from .cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
+from .cells import RecurrentCell
+from .gru import GRUCell
+from .lstm import LSTMCell
+from .rnn import RNNCell
 from .module import Module
+from . import trace_scan
 
 
 def check_lengths(lengths, steps, batch, name="unroll", minimum=1):
@@ -53,7 +57,7 @@ def _map(state, fn, *others):
     return fn(state, *others)
 
 
-def unroll(cell, x, state=None, lengths=None, reverse=False):
+def unroll(cell, x, state=None, lengths=None, reverse=False, per_step=False):
     """Run ``cell`` over x (T, B, input_size); returns (outputs (T, B, out), final state).
 
     ``lengths`` (B ints) freezes each row's state after its last valid step and
@@ -65,7 +69,7 @@ def unroll(cell, x, state=None, lengths=None, reverse=False):
         x = reverse_time(x, lengths)
     state = cell.initial_state(batch, x) if state is None else state
     valid = None if lengths is None else backend.to_device(np.arange(steps)[:, None] < lengths[None, :], x.device)
-    scanned = cell.scan(x, state, valid)
+    scanned = None if per_step else trace_scan.scan(cell, x, state, valid)
     if scanned is not None:
         out, state = scanned
         return (reverse_time(out, lengths) if reverse else out), state

@@ -19,7 +19,8 @@ from ..function import no_grad
 from ..tensor import Tensor
 from ..xp import concatenate, stack, unbind, where
 from .attention import KINDS, Attention
-from .cells import GRUCell, LSTMCell
+from .gru import GRUCell
+from .lstm import LSTMCell
 from .layers import Embedding, Linear
 from .module import Module, ModuleList
 from .recurrent import GRU, LSTM, check_lengths

@@ -1,18 +1,21 @@
-"""Variants of the recurrent cells, each written as graph ops only (no fused form).
+"""Variants of the recurrent cells, each written as graph ops only.
 
-They run through :class:`tinygrad_rnn.nn.Recurrent` like the built-in cells, and
+They run through :class:`tinygrad_rnn.nn.Recurrent` like the built-in cells (all T
+steps as one node traced from ``step``, see :mod:`tinygrad_rnn.nn.trace_scan`), and
 show how a new cell is written: parameters in ``__init__``, the input side in
-``project``, one time step in ``step``.
+``project``, one time step in ``step``, gate values named for the study tools.
 """
 import numpy as np
 
 from .. import backend, creation
 from ..tensor import Tensor
-from ..xp import split, where
-from .cells import RecurrentCell, _GatedCell, project_input, uniform_parameter
+from ..xp import where
+from .cells import GatedCell, GateLayout, RecurrentCell, project_input, uniform_parameter
+from .lstm import GATES as LSTM_GATES
+from .trace_scan import named
 
 
-class PeepholeLSTMCell(_GatedCell):
+class PeepholeLSTMCell(GatedCell):
     """LSTM with diagonal peephole connections from the cell state to the gates
     (Gers & Schmidhuber 2000; the form of Graves 2013), rows stacked i | f | g | o:
 
@@ -26,7 +29,8 @@ class PeepholeLSTMCell(_GatedCell):
     Parameters: those of LSTMCell plus ``weight_ch`` (3, H), the peepholes w_ci, w_cf, w_co.
     """
 
-    gates = 4
+    gates = LSTM_GATES
+    state_names = ("h", "c")
 
     def __init__(self, input_size, hidden_size, bias=True, *, device=None, dtype=None):
         super().__init__(input_size, hidden_size, bias, fused=False, device=device, dtype=dtype)
@@ -38,16 +42,17 @@ class PeepholeLSTMCell(_GatedCell):
 
     def step(self, p, state):
         h, c = state
-        z_i, z_f, z_g, z_o = split(p + h @ self.weight_hh.T, self.hidden_size, axis=1)
+        z_i, z_f, z_g, z_o = LSTM_GATES.split(p + h @ self.weight_hh.T)
         w_ci, w_cf, w_co = self.weight_ch[0], self.weight_ch[1], self.weight_ch[2]
-        i = (z_i + w_ci * c).sigmoid()
-        f = (z_f + w_cf * c).sigmoid()
-        c = f * c + i * z_g.tanh()
-        o = (z_o + w_co * c).sigmoid()
+        i = named((z_i + w_ci * c).sigmoid(), "i")
+        f = named((z_f + w_cf * c).sigmoid(), "f")
+        g = named(z_g.tanh(), "g")
+        c = f * c + i * g
+        o = named((z_o + w_co * c).sigmoid(), "o")
         return o * c.tanh(), c
 
 
-class CoupledLSTMCell(_GatedCell):
+class CoupledLSTMCell(GatedCell):
     """LSTM whose input gate is tied to the forget gate, i = 1 - f ("CIFG", Greff et
     al. 2017, LSTM: A Search Space Odyssey), rows stacked f | g | o:
 
@@ -58,7 +63,8 @@ class CoupledLSTMCell(_GatedCell):
         h' = o * tanh(c')
     """
 
-    gates = 3
+    gates = GateLayout(f="sigmoid", g="tanh", o="sigmoid")
+    state_names = ("h", "c")
 
     def __init__(self, input_size, hidden_size, bias=True, *, device=None, dtype=None):
         super().__init__(input_size, hidden_size, bias, fused=False, device=device, dtype=dtype)
@@ -69,10 +75,9 @@ class CoupledLSTMCell(_GatedCell):
 
     def step(self, p, state):
         h, c = state
-        z_f, z_g, z_o = split(p + h @ self.weight_hh.T, self.hidden_size, axis=1)
-        f = z_f.sigmoid()
-        c = f * c + (1 - f) * z_g.tanh()
-        return z_o.sigmoid() * c.tanh(), c
+        f, g, o = self.gates.activate(p + h @ self.weight_hh.T)
+        c = f * c + (1 - f) * g
+        return o * c.tanh(), c
 
 
 class JordanCell(RecurrentCell):
@@ -83,6 +88,8 @@ class JordanCell(RecurrentCell):
 
     The state carried between steps is y (B, output_size), which is also the output.
     """
+
+    state_names = ("y",)
 
     def __init__(self, input_size, hidden_size, output_size=None, bias=True, output_nonlinearity="tanh", *,
                  device=None, dtype=None):
@@ -105,7 +112,7 @@ class JordanCell(RecurrentCell):
         return creation.zeros(batch, self.output_size, dtype=like.dtype, device=like.device)
 
     def step(self, p, y):
-        h = (p + y @ self.weight_yh.T).tanh()
+        h = named((p + y @ self.weight_yh.T).tanh(), "h")
         y = h @ self.weight_hy.T
         if self.bias_hy is not None:
             y = y + self.bias_hy
@@ -123,8 +130,11 @@ class ClockworkRNNCell(RecurrentCell):
 
     The state is (h, t): the step counter t (B, 1) travels with h, so the clock
     stays right however the sequence is cut (truncated BPTT, checkpointed
-    segments, one step at a time). The layer's output is h.
+    segments, one step at a time). The layer's output is h. The clock is graph ops
+    too (``t % T_k == 0``), so the traced step replays it at every step.
     """
+
+    state_names = ("h", "t")
 
     def __init__(self, input_size, hidden_size, periods=(1, 2, 4, 8), bias=True, *, device=None, dtype=None):
         periods = tuple(int(t) for t in periods)
@@ -147,9 +157,12 @@ class ClockworkRNNCell(RecurrentCell):
 
     def step(self, p, state):
         h, t = state
-        xp = backend.get_array_module(h.data)
-        period = xp.asarray(self._unit_period, dtype=t.dtype)
-        active = Tensor._make(t.data % period == 0, False, None, 0)          # (B, H), no gradient
-        mask = Tensor(backend.to_device(self._connectivity.astype(h.dtype), h.device))
+        period = self._constant(self._unit_period, h)
+        active = named(t % period == 0, "active")                           # (B, H): which units tick now
+        mask = self._constant(self._connectivity, h)
         candidate = (p + h @ (self.weight_hh * mask).T).tanh()
         return where(active, candidate, h), t + 1
+
+    @staticmethod
+    def _constant(array, like):
+        return Tensor(backend.to_device(array.astype(like.dtype), like.device))

@@ -99,6 +99,31 @@ class Div(Function):
                             None if tb is None else -a * lift(tb, n) / (b * b))
 
 
+class Remainder(Function):
+    """``a % b`` with the sign of b (NumPy's and PyTorch's ``remainder``):
+    a - b floor(a / b), so d/da = 1 and d/db = -floor(a / b)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return backend.get_array_module(a, b).remainder(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        ga = sum_to(g, _shape(a)) if na else None
+        gb = sum_to(-g * ctx.xp.floor(a / b), _shape(b)) if nb else None
+        return ga, gb
+
+    @staticmethod
+    def jvp(ctx, ta, tb):
+        """d(a % b) = da - floor(a / b) db."""
+        a, b = ctx.saved_tensors
+        n = _out_ndim(ctx)
+        return add_tangents(lift(ta, n), None if tb is None else -lift(tb, n) * ctx.xp.floor(a / b))
+
+
 class Pow(Function):
     """``a ** b``: d/da = b a^(b-1), d/db = a^b log a."""
 

@@ -50,6 +50,8 @@ from collections import namedtuple
 from pathlib import Path
 
 from ..files import write_bytes
+from ..function import enable_grad
+from ..nn.trace_scan import Scan
 from ..ops import Stack
 from ..tensor import Tensor
 
@@ -63,15 +65,28 @@ class UnrolledGraph:
         nodes: the Function nodes, in walk order (each once).
         leaves: the leaf Tensors the nodes use, in walk order (each once).
         consumers: {node: nodes that use one of its outputs (once per use)}.
-        steps: the (layer, step) keys of the states given, step >= 0, sorted.
+        steps: the (layer, step) keys of the clusters, step >= 0, sorted.
         cluster: {node: (layer, step)} for the nodes in a cluster (rules in the module docstring).
+        redirect: {(id of a whole-sequence node, output index): the Tensor of its expansion
+            that stands for that output}.
     """
 
     def __init__(self, roots, states):
         self.roots = roots
         self.nodes, self.leaves, self.consumers = _walk(roots)
-        self.steps = sorted(key for key in states if key[1] >= 0)
+        self.redirect = {}
+        first_layer = 1 + max((layer for layer, _ in states), default=-1)
+        expanded = _expand_scans(self, first_layer)
+        self.state_steps = sorted(key for key in states if key[1] >= 0)
+        self.steps = sorted(set(self.state_steps) | set(expanded.values()))
         self.cluster = _assign(self, states)
+        self.cluster.update(expanded)
+
+    def source(self, t):
+        """The tensor that ``t`` stands for in the drawing (itself, or its expansion's)."""
+        if t.grad_fn is not None:
+            return self.redirect.get((id(t.grad_fn), t._index), t)
+        return t
 
     def members(self, key):
         """The nodes of cluster ``key`` = (layer, step), or of no cluster for None, in walk order."""
@@ -121,12 +136,13 @@ def _parse_states(states):
     if states is None:
         return {}
     if isinstance(states, Tensor):
+        if isinstance(states.grad_fn, Scan):
+            return {}                           # a whole-sequence node: its steps come from its tape
         if not isinstance(states.grad_fn, Stack):
             made = type(states.grad_fn).__name__ if states.grad_fn is not None else "no op (a leaf)"
             raise ValueError(f"graph: a Tensor given as states must be made by tg.stack (the output of an "
-                             f"unroll that ran step by step), this one was made by {made}; a layer whose "
-                             "steps run as one whole-sequence node has no per-step nodes to cluster, so use "
-                             "fused=False or pass the states of a step-by-step loop")
+                             f"unroll that ran step by step) or by a whole-sequence layer, this one was made "
+                             f"by {made}")
         if states.grad_fn.inputs is None:
             _walk([states])                     # raises: the node was freed
         return {(0, t): (s,) for t, s in enumerate(states.grad_fn.inputs)}
@@ -181,14 +197,55 @@ def _param_names(params):
     return names
 
 
+# ----------------------------------------------------------------- whole-sequence nodes
+def _expand_scans(graph, first_layer):
+    """Replace each whole-sequence node (``nn.trace_scan.Scan``) by its per-step graph, replayed from
+    its tape on its own inputs; returns {node of an expansion: (layer, step)}, layers numbered
+    from ``first_layer`` in the order the nodes run."""
+    scans = sorted((n for n in graph.nodes if isinstance(n, Scan)), key=lambda n: n.generation)
+    clusters = {}
+    for layer, scan in enumerate(scans, start=first_layer):
+        program = scan.program.traced(scan)
+        x, *rest = scan.inputs
+        n = program.n_state
+        tapes = []
+        with enable_grad():
+            outputs = program.on_graph(x, rest[:n], rest[n:], scan.valid, tapes)
+        for t, tape in enumerate(tapes[1:]):
+            for *_, ctx in tape.ops:
+                clusters[ctx] = (layer, t)
+        _splice(graph, scan, outputs)
+    return clusters
+
+
+def _splice(graph, scan, outputs):
+    """Put the expansion ``outputs`` (Tensors) of ``scan`` into the graph in its place."""
+    stop = {_key(t) for t in scan.inputs if isinstance(t, Tensor)}
+    nodes, leaves, consumers = _walk([o for o in outputs if o.grad_fn is not None], stop)
+    for parent, users in consumers.items():
+        if parent in graph.consumers:                       # an outer node feeding the expansion
+            graph.consumers[parent] = [u for u in graph.consumers[parent] if u is not scan] + users
+        else:
+            graph.consumers[parent] = users
+    for i, out in enumerate(outputs):
+        graph.redirect[(id(scan), i)] = out
+        if out.grad_fn is not None:
+            graph.consumers.setdefault(out.grad_fn, []).extend(graph.consumers.get(scan, ()))
+    graph.consumers.pop(scan, None)
+    graph.nodes = [n for n in graph.nodes if n is not scan] + nodes
+    known = {id(t) for t in graph.leaves}
+    graph.leaves += [t for t in leaves if id(t) not in known]
+
+
 # ----------------------------------------------------------------- walking and clustering
 def _key(t):
     """A tensor's identity in the graph: its node and output index, or the leaf itself."""
     return (id(t.grad_fn), t._index) if t.grad_fn is not None else (id(t), -1)
 
 
-def _walk(roots):
-    """(nodes, leaves, consumers) behind the roots, with an explicit stack (no recursion)."""
+def _walk(roots, stop=frozenset()):
+    """(nodes, leaves, consumers) behind the roots, with an explicit stack (no recursion); the
+    walk does not go past a tensor whose key is in ``stop``."""
     nodes, leaves, consumers, seen_leaves = [], [], {}, set()
     stack = [t.grad_fn for t in roots]
     seen = set(stack)
@@ -202,6 +259,9 @@ def _walk(roots):
             if not isinstance(inp, Tensor):
                 continue
             parent = inp.grad_fn
+            if parent is not None and _key(inp) in stop:
+                consumers.setdefault(parent, []).append(node)
+                continue
             if parent is None:
                 if id(inp) not in seen_leaves:
                     seen_leaves.add(id(inp))
@@ -218,7 +278,7 @@ def _assign(graph, states):
     """{node: (layer, step)} by the four rules of the module docstring, in order."""
     cluster = {}
     _claim_states(graph, states, cluster)
-    for layer, step in graph.steps:
+    for layer, step in graph.state_steps:
         previous = states.get((layer, step - 1))
         if previous is not None:
             for node in _between(previous, states[(layer, step)]):
@@ -231,7 +291,7 @@ def _assign(graph, states):
 def _claim_states(graph, states, cluster):
     """Rule 1: the producer of each state tensor joins its step."""
     known = set(graph.consumers) | {t.grad_fn for t in graph.roots}
-    for key in graph.steps:
+    for key in graph.state_steps:
         for t in states[key]:
             if t.grad_fn is None:
                 continue
@@ -246,7 +306,7 @@ def _claim_unlisted(graph, states, cluster):
     by_key = {}
     for node, key in cluster.items():
         by_key.setdefault(key, []).append(node)
-    for layer, step in graph.steps:
+    for layer, step in graph.state_steps:
         if (layer, step - 1) in states:
             continue
         allowed = {None, (layer, step), (layer, step + 1)}
@@ -381,6 +441,7 @@ def _edge_lines(graph, ids, grad_of):
     for node in graph.nodes:
         for inp in node.inputs:
             if isinstance(inp, Tensor):
+                inp = graph.source(inp)
                 source = ids[inp.grad_fn] if inp.grad_fn is not None else ids[id(inp)]
                 g = grad_of(inp) if inp.grad_fn is not None else None
                 edges.append((source, ids[node], None if g is None else _norm(g)))

@@ -32,7 +32,7 @@ from ..files import save_figure
 from .. import backend
 from ..engine import grad
 from ..function import enable_grad, no_grad
-from ..nn.cells import RecurrentCell, RNNCell
+from ..nn import RecurrentCell, RNNCell
 from ..tensor import Tensor
 
 

@@ -10,20 +10,19 @@ For every layer and step t, :func:`record` reads
   dL/dtheta), as arrays and as norms;
 - gate saturation: the fraction of a gate's units with sigmoid output < 0.1 or
   > 0.9 (tanh: |value| > 0.9), where the gate's derivative is small and little
-  gradient passes. The gates are recomputed from the step's projected input and
-  previous state with the cell's parameters, for the built-in RNN (tanh), LSTM
-  and GRU cells and the peephole and coupled LSTM variants; other cells report none.
+  gradient passes. The gates are the values the cell's own step names
+  (``nn.named``, or ``GateLayout.activate``), read by recording the step on each
+  step's projected input and previous state: no gate equation is written here, so
+  any cell that names its gates, built-in, variant or user-written, reports them.
 
 :func:`plot` draws the norms (log scale) per layer, and the saturation below.
 """
 import numpy as np
 
 from ..files import save_figure
-from .. import backend
-from ..function import no_grad
-from ..nn.cells import GRUCell, LSTMCell, RNNCell
-from ..nn.fused import gru_gates, lstm_gates, sigmoid
-from ..nn.variants import CoupledLSTMCell, PeepholeLSTMCell
+from ..function import DataDependentError, no_grad, recording
+from ..nn.trace_scan import Tape
+from ..ops import Sigmoid, Tanh
 
 SIGMOID_BOUNDS = (0.1, 0.9)
 TANH_BOUND = 0.9
@@ -34,8 +33,8 @@ class Telemetry:
 
     Attributes:
         steps, batch, num_layers: T, B and the number of layers.
-        part_names: per layer, the names of the state's parts: ``("h",)``,
-            ``("h", "c")`` for the LSTM cells, ``("h", "state1", ...)`` otherwise.
+        part_names: per layer, the names of the state's parts: the cell's ``state_names``
+            (``("h", "c")`` for the LSTM cells), else ``("h", "state1", ...)``.
         grad_norms: [layer] {part: (T,)} ||dL/dpart_t||, Frobenius over the batch.
         grad_norms_per_example: [layer] {part: (T, B)} the norm of each example's row.
         contributions: {parameter name: (T, *shape)} step t's dL/dtheta_t.
@@ -87,9 +86,11 @@ def _parts(state):
 
 
 def part_names(cell, count):
-    """Names of a state's parts: h (and c for the LSTM cells), then state1, state2, ..."""
-    if count == 2 and isinstance(cell, (LSTMCell, PeepholeLSTMCell, CoupledLSTMCell)):
-        return ("h", "c")
+    """Names of a state's parts: the cell's ``state_names`` (("h", "c") for the LSTMs), else
+    h, state1, state2, ..."""
+    names = getattr(cell, "state_names", None)
+    if names is not None and len(names) == count:
+        return tuple(names)
     return ("h",) + tuple(f"state{i}" for i in range(1, count))
 
 
@@ -111,68 +112,21 @@ def _record_states(result, trace, k):
 
 
 # ------------------------------------------------------------------ gates
-def _rnn_gates(cell, xp, p, h):
-    if cell.nonlinearity != "tanh":
-        return {}
-    return {"h": (xp.tanh(p + h @ cell.weight_hh.data.T), "tanh")}
-
-
-def _lstm_gates(cell, xp, p, state):
-    h, _ = state
-    i, f, g, o = lstm_gates(xp, p, h, cell.weight_hh.data)
-    return {"i": (i, "sigmoid"), "f": (f, "sigmoid"), "g": (g, "tanh"), "o": (o, "sigmoid")}
-
-
-def _gru_gates(cell, xp, p, h):
-    rows = 3 * cell.hidden_size
-    b = xp.zeros(rows, dtype=h.dtype) if cell.bias_hh is None else cell.bias_hh.data
-    r, z, n, _ = gru_gates(xp, p, h, cell.weight_hh.data, b)
-    return {"r": (r, "sigmoid"), "z": (z, "sigmoid"), "n": (n, "tanh")}
-
-
-def _peephole_gates(cell, xp, p, state):
-    h, c = state
-    n = cell.hidden_size
-    z = p + h @ cell.weight_hh.data.T
-    w_ci, w_cf, w_co = cell.weight_ch.data
-    i = sigmoid(xp, z[:, :n] + w_ci * c)
-    f = sigmoid(xp, z[:, n:2 * n] + w_cf * c)
-    g = xp.tanh(z[:, 2 * n:3 * n])
-    o = sigmoid(xp, z[:, 3 * n:] + w_co * (f * c + i * g))
-    return {"i": (i, "sigmoid"), "f": (f, "sigmoid"), "g": (g, "tanh"), "o": (o, "sigmoid")}
-
-
-def _coupled_gates(cell, xp, p, state):
-    h, _ = state
-    n = cell.hidden_size
-    z = p + h @ cell.weight_hh.data.T
-    return {"f": (sigmoid(xp, z[:, :n]), "sigmoid"), "g": (xp.tanh(z[:, n:2 * n]), "tanh"),
-            "o": (sigmoid(xp, z[:, 2 * n:]), "sigmoid")}
-
-
-_GATES = {RNNCell: _rnn_gates, LSTMCell: _lstm_gates, GRUCell: _gru_gates,
-          PeepholeLSTMCell: _peephole_gates, CoupledLSTMCell: _coupled_gates}
-
-
-def _gate_function(cell):
-    """The gate recomputation for the cell's class, or None when the class's ``step``
-    is not one written out here (a subclass that overrides ``step`` gets None)."""
-    for cls in type(cell).__mro__:
-        if cls in _GATES:
-            return _GATES[cls] if type(cell).step is cls.step else None
-    return None
-
-
 def gate_values(cell, p, state):
-    """{gate: (activated values (B, H), "sigmoid" | "tanh")} of one step of ``cell`` from
-    its projected input ``p`` and previous ``state`` (Tensors), or None for a cell
-    without known gates."""
-    fn = _gate_function(cell)
-    if fn is None:
+    """{name: (values (B, H) array, "sigmoid" | "tanh")} of the gates that ``cell.step`` names
+    (see :func:`tinygrad_rnn.nn.named`; ``GateLayout.activate`` names every gate), computed
+    from its projected input ``p`` and previous ``state`` by recording one call of the step.
+    Only values made by a sigmoid or a tanh are gates here. None when the step names none."""
+    tape = Tape()
+    try:
+        with no_grad(), recording(tape):
+            cell.step(p, state)
+    except DataDependentError:
         return None
-    arrays = tuple(s.data for s in state) if isinstance(state, tuple) else state.data
-    with no_grad():
-        return fn(cell, backend.get_array_module(p.data), p.data, arrays)
+    made_by = {id(t): cls for cls, _, _, result, _ in tape.ops for t in result}
+    kinds = {Sigmoid: "sigmoid", Tanh: "tanh"}
+    gates = {label: (t.data, kinds[made_by[id(t)]]) for label, t in tape.labels if made_by.get(id(t)) in kinds}
+    return gates or None
 
 
 def saturated_fraction(values, kind):
@@ -189,12 +143,10 @@ def saturated_fraction(values, kind):
 
 def _saturation(trace, k):
     cell = trace.cells[k]
-    if _gate_function(cell) is None:
-        return {}
     fractions = {}
     for t in range(trace.steps):
         gates = gate_values(cell, trace.projected[k][t], trace.previous_state(k, t))
-        for name, (values, kind) in gates.items():
+        for name, (values, kind) in (gates or {}).items():
             fractions.setdefault(name, np.zeros(trace.steps))[t] = saturated_fraction(values, kind)
     return fractions
 

@@ -1,0 +1,1005 @@
+"""From a Python step to one graph node for a whole sequence: the traced scan.
+
+A recurrent cell is written as graph ops: ``project(x)`` for the input side of all
+steps, ``step(p, state)`` for one time step, ``output(state)`` for what the layer
+emits. Run step by step, T steps record T copies of the same ops, each a graph
+node with its Tensors, and a backward walks them all. :func:`scan` computes the
+same thing as one node, the way ``jax.lax.scan`` turns a step function into one
+primitive. Its meaning is this loop::
+
+    def scan(cell, x, state, valid=None):          # x (T, B, I); valid (T, B) bool or None
+        p = cell.project(x)                        # all T steps at once
+        outputs = []
+        for t in range(T):
+            new = cell.step(p[t], state)
+            if valid is not None:                  # rows past their length keep their state
+                new = where(valid[t], new, state)  # and output zeros
+            state = new
+            outputs.append(where(valid[t], cell.output(state), 0))
+        return stack(outputs), state
+
+How it gets there:
+
+1. **Trace.** ``project`` runs once on the whole input and ``step`` on the first
+   step's values, under :class:`tinygrad_rnn.function.recording`: every op they call
+   is appended to a tape (its class, its arguments, its outputs). The tape is a
+   straight-line program over *registers*: the inputs (x, p_t, the state parts),
+   the tensors the step reads from outside (parameters, or any other tensor such as
+   encoder keys: the loop-invariant inputs), constants, and each op's outputs.
+   ``step`` is traced twice, on steps 0 and 1; the two tapes must be the same
+   program (same ops, same constants). A step that reads values into Python
+   (``item()``, ``bool()``), or makes a constant from them, cannot be replayed as a
+   fixed program: :func:`scan` then returns None, warns once naming the cell, and
+   the caller runs it step by step.
+2. **Hoist.** Ops of the step whose inputs are all loop-invariant (``W.T``, splits
+   of a weight, a masked weight) move out of the loop and run once, after
+   ``project``, in the *pre* segment. The rest form the *loop* segment.
+3. **Replay.** The node's forward runs the pre segment once and the loop segment
+   T times on arrays, calling each op's own ``forward``: no Tensor and no graph
+   node per op per step, the states written into preallocated (T+1, B, ...) buffers.
+4. **Backward.** For t = T-1 .. 0 the loop segment runs in reverse, calling each
+   op's own ``backward`` with the context its forward filled at step t. Gradients of
+   loop-invariant inputs accumulate across steps, except for a matmul whose
+   loop-invariant operand needs a gradient (``h @ W.T``, ``weights @ keys``): its
+   incoming gradients and varying operands are kept and, after the loop, given to
+   ``MatMul.backward`` once, concatenated over all T steps, which is ONE matmul over
+   all T*B rows. Then the pre segment runs in reverse once.
+5. **Forward mode.** The node's ``jvp`` replays the program again, calling each op's
+   ``jvp`` beside its ``forward``, so ``study.jvp`` and RTRL see through the node.
+6. **Higher order.** Under ``create_graph=True`` the backward replays the program on
+   Tensors with ``Function.apply``: the per-step graph, differentiated again.
+
+There is no second source of any derivative: every one comes from an op's own
+``backward`` or ``jvp``. A cell may also offer a hand-tuned *kernel* for the whole
+sequence (``cell.kernel``, see :class:`Kernel`); :func:`scan` then uses it for
+forward and backward, and the traced program (built only when asked for) for
+forward mode, higher order and the study tools.
+"""
+import contextlib
+import warnings
+from operator import itemgetter
+
+import numpy as np
+
+from .. import backend
+from ..engine import grad as graph_grad
+from ..function import Function, no_grad, recording
+from ..function import DataDependentError
+from ..ops import MatMul
+from ..tensor import Tensor
+from ..xp import stack, where
+
+
+# ------------------------------------------------------------------ naming values
+def named(tensor, label):
+    """``tensor``, with ``label`` as its name when a step is being traced: the study tools
+    read a step's gate values by these names (``f = named(z_f.sigmoid(), "f")``).
+    Outside tracing it does nothing."""
+    from ..function import _state
+    if _state.tape is not None:
+        _state.tape.name(tensor, label)
+    return tensor
+
+
+class Tape:
+    """What ran while recording: (op class, arguments, keyword arguments, outputs, ctx)
+    per op, and the names given with :func:`named`."""
+
+    def __init__(self):
+        self.ops = []
+        self.labels = []
+
+    def record(self, cls, args, kwargs, result, ctx):
+        self.ops.append((cls, args, kwargs, result if type(result) is tuple else (result,), ctx))
+
+    def name(self, tensor, label):
+        self.labels.append((label, tensor))
+
+
+class UntraceableStep(Exception):
+    """Why a step cannot be replayed as one fixed program (the message says)."""
+
+
+# ------------------------------------------------------------------ the program
+class Instr:
+    """One op of the program: its class, argument registers, keyword arguments, output registers."""
+
+    __slots__ = ("cls", "args", "kwargs", "outs", "out_meta", "ctx", "needs", "defer")
+
+    def __init__(self, cls, args, kwargs, outs, out_meta, ctx=None):
+        self.cls, self.args, self.kwargs, self.outs, self.out_meta, self.ctx = cls, args, kwargs, outs, out_meta, ctx
+        self.needs = None           # per argument: does a gradient flow to it (set by Program.prepare_backward)
+        self.defer = None           # index of the varying operand of a matmul whose other operand gets
+        #                             its gradient once after the loop
+
+    def same_as(self, other):
+        return (self.cls is other.cls and self.args == other.args and self.outs == other.outs
+                and self.out_meta == other.out_meta and _same_value(self.kwargs, other.kwargs))
+
+
+class _Builder:
+    """Turns tapes into instructions over numbered registers."""
+
+    def __init__(self):
+        self.count = 0
+        self.reg_of = {}            # id(Tensor) -> register
+        self.keep = []              # the Tensors behind reg_of, alive so that their ids stay theirs
+        self.constants = {}         # register -> a non-tensor argument (number, axes, shape, index...)
+        self.externals = []         # (register, Tensor): tensors the ops read that no traced op made
+        self.meta = {}              # register -> (shape, dtype) of a tensor register
+
+    def input(self, tensor):
+        reg = self._new()
+        self._bind(tensor, reg)
+        return reg
+
+    def ref(self, value):
+        """The register of an argument or result (a Tensor, or any other value: a constant)."""
+        if isinstance(value, Tensor):
+            reg = self.reg_of.get(id(value))
+            if reg is None:
+                reg = self.input(value)
+                self.externals.append((reg, value))
+            return reg
+        reg = self._new()
+        self.constants[reg] = value
+        return reg
+
+    def instructions(self, tape):
+        instrs = []
+        for cls, args, kwargs, result, ctx in tape.ops:
+            if any(isinstance(v, Tensor) for v in kwargs.values()):
+                raise UntraceableStep(f"{cls.__name__} was given a tensor as a keyword argument")
+            regs = tuple(self.ref(a) for a in args)
+            outs = tuple(self.input(t) for t in result)
+            instrs.append(Instr(cls, regs, dict(kwargs), outs, tuple(self.meta[r] for r in outs), ctx))
+        return instrs
+
+    def _new(self):
+        self.count += 1
+        return self.count - 1
+
+    def _bind(self, tensor, reg):
+        self.reg_of[id(tensor)] = reg
+        self.keep.append(tensor)
+        self.meta[reg] = (tensor.shape, tensor.dtype)
+
+
+def _same_value(a, b):
+    """Equal constants: same type and value, arrays elementwise (NaN equal to NaN)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    if hasattr(a, "shape") and hasattr(a, "dtype"):
+        return (a.shape == b.shape and a.dtype == b.dtype
+                and bool(backend.get_array_module(a).array_equal(a, b, equal_nan=a.dtype.kind in "fc")))
+    try:
+        return bool(a == b)
+    except Exception:
+        return a is b
+
+
+class Program:
+    """A traced cell: the pre segment (project, and the hoisted ops of the step) and the
+    loop segment (the rest of the step), over one register file.
+
+    Attributes:
+        cell: the cell that was traced.
+        pre, loop: lists of :class:`Instr`.
+        x_reg, p_reg, step_p_reg: registers of the input x (T, B, I), of p = project(x)
+            and of the step's p_t.
+        state_in, state_out: registers of the state parts before and after a step.
+        out_reg: register of ``output(state)``.
+        inputs: registers of the node's inputs after x and the state: the loop-invariant
+            tensors that require grad, in node-input order (``input_tensors`` holds them).
+        constants: {register: value} of non-tensor arguments and of tensors that need no grad.
+        names: {label: register} of the values the step named (see :func:`named`).
+        meta: {register: (shape, dtype)} of every tensor register.
+        kernel: a hand-tuned :class:`Kernel` that runs instead of the replay, or None.
+    """
+
+    kernel = None
+
+    def __init__(self, cell):
+        self.cell = cell
+        self.pre, self.loop = [], []
+        self.names, self.constants, self.meta = {}, {}, {}
+        self.inputs, self.input_tensors = [], []
+        self.count = 0
+        self.warm = None            # (x array, register values, pre contexts) from tracing, reused once
+
+    @property
+    def n_state(self):
+        return len(self.state_in)
+
+    # ----- building -----
+    @classmethod
+    def trace(cls, cell, x, parts, like):
+        """The program of ``cell`` traced on the input x (T, B, I) and initial state ``parts``."""
+        program = cls(cell)
+        with no_grad():
+            builder = _Builder()
+            x_leaf = _leaf(x)
+            program.x_reg = builder.input(x_leaf)
+            pre_tape = Tape()
+            with recording(pre_tape):
+                p = cell.project(x_leaf)
+            _check_projection(cell, p, x)
+            pre = builder.instructions(pre_tape)
+            program.p_reg = builder.ref(p)
+            twin = _copy_builder(builder)
+            first = _trace_step(cell, builder, p.data[0], parts, like)
+            second = _trace_step(cell, twin, p.data[min(1, x.shape[0] - 1)],
+                                 [s.data for s in first.new_parts], like)
+            _check_same(first, second)
+        program._assemble(builder, pre, first, pre_tape)
+        return program
+
+    def _assemble(self, builder, pre, step, pre_tape):
+        self.count = builder.count
+        self.meta = dict(builder.meta)
+        self.step_p_reg, self.state_in, self.state_out, self.out_reg = step.p_reg, step.state_in, \
+            step.state_out, step.out_reg
+        varying = {self.step_p_reg, *self.state_in}
+        hoisted = []
+        for ins in step.instrs:
+            if any(r in varying for r in ins.args):
+                varying.update(ins.outs)
+                self.loop.append(ins)
+            else:
+                hoisted.append(ins)
+        self.varying = varying
+        self.pre = pre + hoisted
+        for reg, t in builder.externals:
+            if t.requires_grad:
+                self.inputs.append(reg)
+                self.input_tensors.append(t)
+            else:
+                self.constants[reg] = t.data
+        self.constants.update(builder.constants)
+        self.names = {label: builder.reg_of[id(t)] for label, t in step.tape.labels if id(t) in builder.reg_of}
+        with_grad = self._reached(set(self.inputs))
+        for ins in self.loop:
+            ins.defer = _deferrable(ins, varying, self.meta, with_grad)
+        # the traced project (and hoisted ops) ran on this call's own input: keep their results once
+        values = {builder.reg_of[id(t)]: t.data for t in builder.keep}
+        self.warm = values, [ins.ctx for ins in self.pre]
+        for ins in self.loop + self.pre:
+            ins.ctx = None
+
+    def traced(self, ctx):
+        return self
+
+    # ----- forward -----
+    def registers(self, x, invariants):
+        """A fresh register file with x, the node's invariant inputs and the constants."""
+        regs = [None] * self.count
+        for reg, value in self.constants.items():
+            regs[reg] = value
+        regs[self.x_reg] = x
+        for reg, value in zip(self.inputs, invariants):
+            regs[reg] = value
+        return regs
+
+    def run_pre(self, regs):
+        """Run the pre segment; its contexts, in order (reused from tracing the first time)."""
+        if self.warm is not None and self.warm[0].get(self.x_reg) is regs[self.x_reg]:
+            values, ctxs = self.warm
+            self.warm = None
+            xp = backend.get_array_module(regs[self.x_reg])
+            for ins, c in zip(self.pre, ctxs):
+                for r in ins.outs:
+                    regs[r] = values[r]
+                if xp is not np:
+                    c._xp = xp          # traced under no_grad, where apply does not set it
+            return ctxs
+        self.warm = None
+        return [_run(ins, regs) for ins in self.pre]
+
+    def forward(self, ctx, x, parts, invariants, valid):
+        """Outputs (T, B, O) and final state parts; what backward needs is kept on ``ctx``."""
+        xp = backend.get_array_module(x)
+        regs = self.registers(x, invariants)
+        ctx.pre_ctxs = self.run_pre(regs)
+        p = regs[self.p_reg]
+        steps = x.shape[0]
+        states = [xp.empty((steps + 1,) + s.shape, s.dtype) for s in parts]
+        for buf, s in zip(states, parts):
+            buf[0] = s
+        out_part = _index_of(self.out_reg, self.state_out)
+        out_seq = None if out_part is not None else xp.empty((steps,) + self.meta[self.out_reg][0],
+                                                            self.meta[self.out_reg][1])
+        start = masked_steps(valid)
+        code = [(ins.cls.forward, ins.cls, itemgetter(*ins.args) if len(ins.args) > 1 else None,
+                 ins.args[0] if len(ins.args) == 1 else None, ins.kwargs or None, ins.outs)
+                for ins in self.loop]
+        gpu = xp is not np
+        ndarray = np.ndarray
+        deferred = {k: [] for k, ins in enumerate(self.loop) if ins.defer is not None}
+        step_ctxs = []
+        p_reg, state_in, state_out, out_reg = self.step_p_reg, self.state_in, self.state_out, self.out_reg
+        for t in range(steps):
+            regs[p_reg] = p[t]
+            for k, r in enumerate(state_in):
+                regs[r] = states[k][t]
+            ctxs = []
+            for fwd, cls, get, single, kw, outs in code:
+                c = cls()
+                if gpu:
+                    c._xp = xp
+                args = (regs[single],) if get is None else get(regs)
+                out = fwd(c, *args, **kw) if kw else fwd(c, *args)
+                if len(outs) == 1:
+                    regs[outs[0]] = out if type(out) is ndarray else _array(out)
+                else:
+                    for r, o in zip(outs, out):
+                        regs[r] = o
+                ctxs.append(c)
+            for k, items in deferred.items():
+                items.append(regs[self.loop[k].args[self.loop[k].defer]])
+            step_ctxs.append(ctxs)
+            for k, r in enumerate(state_out):
+                states[k][t + 1] = regs[r]
+            if out_seq is not None:
+                out_seq[t] = regs[out_reg]
+            mask = step_mask(valid, start, t)
+            if mask is not None:
+                for buf in states:
+                    carry(xp, buf[t + 1], buf[t], _fit(mask, buf.ndim - 1))
+        ctx.step_ctxs, ctx.states, ctx.deferred_operands = step_ctxs, states, deferred
+        ctx.start, ctx.regs = start, regs
+        outputs = states[out_part][1:] if out_part is not None else out_seq
+        return (mask_outputs(xp, outputs, valid, start),) + tuple(buf[steps].copy() for buf in states)
+
+    # ----- backward -----
+    def prepare_backward(self, needs):
+        """Which registers a gradient must reach, given the node's ``needs_input_grad``;
+        sets each instruction's ``needs``. Returns the set."""
+        n_state = self.n_state
+        wanted = set()
+        if needs[0]:
+            wanted.add(self.x_reg)
+        wanted.update(r for r, need in zip(self.inputs, needs[1 + n_state:]) if need)
+        for r, need in zip(self.state_in, needs[1:1 + n_state]):
+            if need:
+                wanted.add(r)
+        # a register needs a gradient if some wanted input lies behind it; loop-carried
+        # state needs one if what the step makes of it does (a fixed point over the parts)
+        while True:
+            reached = self._reached(wanted)
+            extra = {r_in for r_in, r_out in zip(self.state_in, self.state_out) if r_out in reached} - wanted
+            if not extra:
+                break
+            wanted |= extra
+        for ins in self.pre + self.loop:
+            ins.needs = tuple(r in reached and ins.cls.differentiable for r in ins.args)
+        return reached
+
+    def _reached(self, wanted):
+        """Registers from which a wanted register can be reached (themselves included)."""
+        reached = set(wanted)
+        changed = True
+        while changed:
+            changed = False
+            if self.p_reg in reached and self.step_p_reg not in reached:
+                reached.add(self.step_p_reg)            # p_t is p[t]
+            for ins in self.pre + self.loop:
+                if any(r in reached for r in ins.args):
+                    new = set(ins.outs) - reached
+                    if new:
+                        reached |= new
+                        changed = True
+        return reached
+
+    def backward(self, ctx, d_out, d_final):
+        """Gradients for (x, state parts..., invariant inputs...), as the node returns them."""
+        self.prepare_backward(ctx.needs_input_grad)
+        xp = ctx.xp
+        steps = d_out.shape[0]
+        valid, start = ctx.valid, ctx.start
+        grads = [None] * self.count
+        d_p = xp.zeros((steps,) + self.meta[self.step_p_reg][0], self.meta[self.step_p_reg][1])
+        d_state = [g.copy() for g in d_final]
+        reads_out = bool(d_out.any())
+        out_part = _index_of(self.out_reg, self.state_out)
+        varying = self.varying
+        deferred = {k: [] for k in ctx.deferred_operands}
+        code = self._backward_code()
+        array_type = type(d_out)
+        for t in range(steps - 1, -1, -1):
+            mask = step_mask(valid, start, t)
+            g = [None] * self.count
+            carried = [None if mask is None else d * ~_fit(mask, d.ndim) for d in d_state]
+            for r, d in zip(self.state_out, d_state):
+                _add(g if r in varying else grads, r, d if mask is None else d * _fit(mask, d.ndim))
+            if reads_out:
+                d = d_out[t]
+                _add(g if self.out_reg in varying else grads, self.out_reg,
+                     d if mask is None else d * _fit(mask, d.ndim))
+            ctxs = ctx.step_ctxs[t]
+            for k, bwd, single, outs, needs, routes, defer in code:
+                if single is not None:
+                    go = g[single]
+                    if go is None:
+                        continue
+                    c = ctxs[k]
+                    c.needs_input_grad = needs
+                    if defer is not None:
+                        deferred[k].append((t, go))
+                    res = bwd(c, go)
+                else:
+                    gouts = [g[r] for r in outs]
+                    if all(x is None for x in gouts):
+                        continue
+                    c = ctxs[k]
+                    c.needs_input_grad = needs
+                    res = bwd(c, *_zero_filled(xp, gouts, self.loop[k].out_meta))
+                if type(res) is not tuple:
+                    res = (res,)
+                for j, r, inside, shape, dtype in routes:
+                    gi = res[j]
+                    if gi is None:
+                        continue
+                    if type(gi) is not array_type or gi.shape != shape or gi.dtype != dtype:
+                        gi = _checked(self.loop[k], r, gi, self.meta)
+                    target = g if inside else grads
+                    old = target[r]
+                    target[r] = gi if old is None else old + gi
+            for k, r in enumerate(self.state_in):
+                d = g[r]
+                if d is None:
+                    d = xp.zeros_like(d_state[k])
+                d_state[k] = d if carried[k] is None else d + carried[k]
+            if g[self.step_p_reg] is not None:
+                d_p[t] = g[self.step_p_reg]
+        for k, pairs in deferred.items():
+            if pairs:
+                operands = ctx.deferred_operands[k]
+                self._deferred_backward(ctx, self.loop[k], [operands[t] for t, _ in pairs[::-1]],
+                                        [g for _, g in pairs[::-1]], grads, xp)
+        _add(grads, self.p_reg, d_p)
+        for ins, c in zip(self.pre[::-1], ctx.pre_ctxs[::-1]):
+            gouts = [grads[r] for r in ins.outs]
+            if all(x is None for x in gouts):
+                continue
+            if len(gouts) > 1:
+                gouts = _zero_filled(xp, gouts, ins.out_meta)
+            for r, gi, need in zip(ins.args, _call_backward(ins, c, gouts), ins.needs):
+                if gi is not None and need:
+                    _add(grads, r, _checked(ins, r, gi, self.meta))
+        return (grads[self.x_reg],) + tuple(d_state) + tuple(grads[r] for r in self.inputs)
+
+    def _backward_code(self):
+        """Per loop instruction, in reverse order: (index, backward, its single output register or
+        None, output registers, needs_input_grad inside the loop, (argument position, register,
+        loop-varying?, shape, dtype) of each argument a gradient goes to, deferred operand)."""
+        code = []
+        for k in range(len(self.loop) - 1, -1, -1):
+            ins = self.loop[k]
+            needs = ins.needs
+            if ins.defer is not None:           # the invariant operand's gradient comes after the loop
+                needs = tuple(n and j == ins.defer for j, n in enumerate(needs))
+            routes = tuple((j, r, r in self.varying) + self.meta[r] for j, r in enumerate(ins.args) if needs[j])
+            single = ins.outs[0] if len(ins.outs) == 1 else None
+            code.append((k, ins.cls.backward, single, ins.outs, needs, routes, ins.defer))
+        return code
+
+    def _deferred_backward(self, node, ins, operands, gs, grads, xp):
+        """The loop-invariant operand's gradient of a matmul, from all steps at once:
+        ``MatMul.backward`` on the varying operands and incoming gradients concatenated
+        along the varying operand's row axis (for a varying right operand, its column axis)."""
+        vary = ins.defer
+        fixed_reg = ins.args[1 - vary]
+        if not ins.needs[1 - vary]:
+            return
+        fixed = node.regs[fixed_reg]
+        operand_axis = -2 if vary == 0 else -1
+        grad_axis = -1 if vary == 1 or fixed.ndim == 1 else -2
+        ctx = MatMul()
+        stacked = xp.concatenate(operands, axis=operand_axis)
+        ctx._saved = (stacked, fixed) if vary == 0 else (fixed, stacked)
+        ctx.needs_input_grad = (vary == 1, vary == 0)
+        if xp is not np:
+            ctx._xp = xp
+        result = MatMul.backward(ctx, xp.concatenate(gs, axis=grad_axis))
+        _add(grads, fixed_reg, _checked(ins, fixed_reg, result[1 - vary], self.meta))
+
+    # ----- forward mode -----
+    def jvp(self, ctx, tangents, x, parts, invariants, valid):
+        """Tangents of (outputs, final state parts) from tangents of (x, state parts, invariants),
+        replaying forward with each op's ``jvp`` beside it."""
+        xp = backend.get_array_module(x)
+        k = next(t.shape[0] for t in tangents if t is not None)
+        regs = self.registers(x, invariants)
+        tan = [None] * self.count
+        n_state = self.n_state
+        tan[self.x_reg] = tangents[0]
+        for reg, t in zip(self.inputs, tangents[1 + n_state:]):
+            tan[reg] = t
+        for ins in self.pre:
+            _run_jvp(ins, regs, tan, k, xp)
+        p, tp = regs[self.p_reg], tan[self.p_reg]
+        steps = x.shape[0]
+        state = [s for s in parts]
+        t_state = [_full(xp, t, k, s.shape, s.dtype) for t, s in zip(tangents[1:1 + n_state], parts)]
+        start = masked_steps(valid)
+        t_outs = []
+        for t in range(steps):
+            regs[self.step_p_reg] = p[t]
+            tan[self.step_p_reg] = None if tp is None else tp[:, t]
+            for r, s, ts in zip(self.state_in, state, t_state):
+                regs[r], tan[r] = s, ts
+            for ins in self.loop:
+                _run_jvp(ins, regs, tan, k, xp)
+            mask = step_mask(valid, start, t)
+            new = [regs[r] for r in self.state_out]
+            t_new = [_full(xp, tan[r], k, regs[r].shape, regs[r].dtype) for r in self.state_out]
+            t_out = _full(xp, tan[self.out_reg], k, regs[self.out_reg].shape, regs[self.out_reg].dtype)
+            if mask is not None:
+                new = [xp.where(_fit(mask, n.ndim), n, o) for n, o in zip(new, state)]
+                t_new = [xp.where(_fit(mask, n.ndim - 1), n, o) for n, o in zip(t_new, t_state)]
+                t_out = xp.where(_fit(mask, t_out.ndim - 1), t_out, 0)
+            state, t_state = new, t_new
+            t_outs.append(t_out)
+        return (xp.stack(t_outs, axis=1),) + tuple(t_state)
+
+    # ----- on the graph -----
+    def on_graph(self, x, parts, invariants, valid, tapes=None):
+        """The same computation as Tensors, each op through ``Function.apply``: the per-step
+        graph (what create_graph=True differentiates, and what the study tools draw).
+        Returns (outputs (T, B, O), final state parts...) as Tensors. With a list ``tapes``,
+        appends a :class:`Tape` of the pre segment and one per step (the nodes each made)."""
+        regs = [None] * self.count
+        for reg, value in self.constants.items():
+            regs[reg] = _as_constant(value, x)
+        regs[self.x_reg] = x
+        for reg, value in zip(self.inputs, invariants):
+            regs[reg] = value
+        with _recording_into(tapes):
+            for ins in self.pre:
+                _apply(ins, regs)
+            p = regs[self.p_reg]
+        state, outputs = list(parts), []
+        start = masked_steps(valid)
+        for t in range(x.shape[0]):
+            with _recording_into(tapes):
+                regs[self.step_p_reg] = p[t]
+                for r, s in zip(self.state_in, state):
+                    regs[r] = s
+                for ins in self.loop:
+                    _apply(ins, regs)
+                new, out = [regs[r] for r in self.state_out], regs[self.out_reg]
+                mask = step_mask(valid, start, t)
+                if mask is not None:
+                    new = [where(_leaf(_fit(mask, n.ndim)), n, o) for n, o in zip(new, state)]
+                    out = where(_leaf(_fit(mask, out.ndim)), out, 0.0)
+            state = new
+            outputs.append(out)
+        return (stack(outputs, axis=0),) + tuple(state)
+
+    def graph_backward(self, ctx, grads):
+        """Backward under create_graph: replay on Tensors and differentiate that."""
+        inputs = ctx.saved_tensors
+        n_state = self.n_state
+        x, parts, invariants = inputs[0], inputs[1:1 + n_state], inputs[1 + n_state:]
+        outputs = self.on_graph(x, parts, invariants, ctx.valid)
+        wanted = [i for i, need in enumerate(ctx.needs_input_grad) if need]
+        found = graph_grad(list(outputs), [inputs[i] for i in wanted], grad_outputs=list(grads),
+                           create_graph=True, allow_unused=True)
+        result = [None] * len(inputs)
+        for i, g in zip(wanted, found):
+            result[i] = g
+        return tuple(result)
+
+    # ----- study -----
+    def step_values(self, regs_p, parts, invariants, x):
+        """{label: array} of the named values of one step from p_t and the state parts."""
+        regs = self.registers(x, invariants)
+        for ins in self.pre:
+            _run(ins, regs)
+        regs[self.step_p_reg] = regs_p
+        for r, s in zip(self.state_in, parts):
+            regs[r] = s
+        for ins in self.loop:
+            _run(ins, regs)
+        return {label: regs[r] for label, r in self.names.items()}
+
+
+class _StepTrace:
+    """One traced call of the step: its instructions and the registers of its inputs and results."""
+
+    def __init__(self, tape, instrs, p_reg, state_in, state_out, out_reg, new_parts, externals):
+        self.tape, self.instrs, self.p_reg = tape, instrs, p_reg
+        self.state_in, self.state_out, self.out_reg = state_in, state_out, out_reg
+        self.new_parts, self.externals = new_parts, externals
+
+
+def _trace_step(cell, builder, p_value, part_values, like):
+    """Record ``cell.step`` (and ``cell.output``) on leaves holding p_t and the state parts."""
+    p_t = _leaf(p_value)
+    parts = [_leaf(v) for v in part_values]
+    p_reg = builder.input(p_t)
+    state_in = tuple(builder.input(s) for s in parts)
+    known = len(builder.externals)
+    tape = Tape()
+    try:
+        with recording(tape):
+            new = cell.step(p_t, _rebuild(like, parts))
+            new_parts = _parts_of(new)
+            out = cell.output(new)
+    except DataDependentError as error:
+        raise UntraceableStep(str(error)) from None
+    _check_new_state(cell, parts, new_parts, out)
+    instrs = builder.instructions(tape)
+    state_out = tuple(builder.ref(s) for s in new_parts)
+    out_reg = builder.ref(out)
+    return _StepTrace(tape, instrs, p_reg, state_in, state_out, out_reg, new_parts, builder.externals[known:])
+
+
+def _copy_builder(builder):
+    """A builder that continues from ``builder``'s registers (for a second trace of the step)."""
+    twin = _Builder()
+    twin.count, twin.reg_of, twin.keep = builder.count, dict(builder.reg_of), list(builder.keep)
+    twin.constants, twin.externals, twin.meta = dict(builder.constants), list(builder.externals), \
+        dict(builder.meta)
+    return twin
+
+
+def _check_same(first, second):
+    """The two traces of the step must be one program: the same ops and wiring, the same
+    constants, and the same tensors read from outside (or, for tensors made inside
+    the step, equal values: a constant computed from the step's own data would differ)."""
+    problem = None
+    if len(first.instrs) != len(second.instrs):
+        problem = f"the step ran {len(first.instrs)} ops at step 0 and {len(second.instrs)} at step 1"
+    else:
+        for i, (a, b) in enumerate(zip(first.instrs, second.instrs)):
+            if not a.same_as(b):
+                problem = f"op {i} is {a.cls.__name__} at step 0 and {b.cls.__name__} (or differently wired) at step 1"
+                break
+    if problem is None and (first.state_out != second.state_out or first.out_reg != second.out_reg):
+        problem = "the step returns its state from different ops at steps 0 and 1"
+    if problem is None:
+        for (reg_a, a), (reg_b, b) in zip(first.externals, second.externals):
+            if reg_a != reg_b or not (a is b or (a.device == b.device and a.requires_grad == b.requires_grad
+                                                 and _same_value(a.data, b.data))):
+                problem = (f"a tensor of shape {a.shape} that the step reads differs between steps 0 and 1 "
+                           "(is it made from the step's values outside the ops, e.g. from .data, or random?)")
+                break
+    if problem is not None:
+        raise UntraceableStep(problem)
+
+
+def _check_projection(cell, p, x):
+    if not isinstance(p, Tensor) or p.ndim < 2 or p.shape[:2] != x.shape[:2]:
+        raise ValueError(f"{type(cell).__name__}.project must map (T, B, ...) inputs to (T, B, ...), got "
+                         f"{getattr(p, 'shape', type(p).__name__)} for input {x.shape}")
+
+
+def _check_new_state(cell, parts, new_parts, out):
+    name = type(cell).__name__
+    if len(new_parts) != len(parts):
+        raise ValueError(f"{name}.step returned a state of {len(new_parts)} parts for a state of {len(parts)}")
+    for i, (old, new) in enumerate(zip(parts, new_parts)):
+        if not isinstance(new, Tensor) or new.shape != old.shape or new.dtype != old.dtype:
+            got = f"{new.shape} {new.dtype}" if isinstance(new, Tensor) else type(new).__name__
+            raise ValueError(f"{name}.step returned state part {i} as {got}, expected {old.shape} {old.dtype} "
+                             "like the state it was given")
+    if not isinstance(out, Tensor):
+        raise ValueError(f"{name}.output must return a Tensor, got {type(out).__name__}")
+
+
+# ------------------------------------------------------------------ running instructions
+def _run(ins, regs):
+    """Run one instruction's forward on the register file; returns its context."""
+    ctx = ins.cls()
+    args = [regs[r] for r in ins.args]
+    if any(hasattr(a, "__cuda_array_interface__") for a in args):
+        ctx._xp = backend.get_array_module(*args)
+    out = ins.cls.forward(ctx, *args, **ins.kwargs)
+    outs = out if type(out) is tuple else (out,)
+    for r, o in zip(ins.outs, outs):
+        regs[r] = o if not isinstance(o, np.generic) else np.asarray(o)
+    return ctx
+
+
+def _run_jvp(ins, regs, tan, k, xp):
+    """Forward one instruction and push the tangents of its arguments through its ``jvp``."""
+    ctx = ins.cls()
+    args = [regs[r] for r in ins.args]
+    if xp is not np:
+        ctx._xp = xp
+    out = ins.cls.forward(ctx, *args, **ins.kwargs)
+    outs = tuple(o if not isinstance(o, np.generic) else np.asarray(o) for o in (out if type(out) is tuple
+                                                                                else (out,)))
+    for r, o in zip(ins.outs, outs):
+        regs[r] = o
+    ins_t = [tan[r] for r in ins.args]
+    if not ins.cls.differentiable or all(t is None for t in ins_t):
+        for r in ins.outs:
+            tan[r] = None
+        return
+    rule = getattr(ins.cls, "jvp", None)
+    if rule is None:
+        raise NotImplementedError(f"jvp: {ins.cls.__name__} has no forward-mode rule; define a static method "
+                                  "jvp(ctx, *tangents) beside its backward")
+    ctx.inputs, ctx._out_arrays = tuple(args), outs
+    result = rule(ctx, *ins_t)
+    result = result if type(result) is tuple else (result,)
+    for r, t, o in zip(ins.outs, result, outs):
+        tan[r] = None if t is None else _full(xp, t, k, o.shape, o.dtype)
+
+
+def _full(xp, t, k, shape, dtype):
+    """A tangent as an array (K, *shape): broadcast, or zeros for None."""
+    if t is None:
+        return xp.zeros((k,) + tuple(shape), dtype)
+    if isinstance(t, Tensor):
+        t = t.data
+    return t if t.shape == (k,) + tuple(shape) else xp.broadcast_to(t, (k,) + tuple(shape))
+
+
+def _apply(ins, regs):
+    """Run one instruction as a graph op on Tensors (``Function.apply``)."""
+    out = ins.cls.apply(*[regs[r] for r in ins.args], **ins.kwargs)
+    for r, o in zip(ins.outs, out if type(out) is tuple else (out,)):
+        regs[r] = o
+
+
+def _recording_into(tapes):
+    """Record into a new Tape appended to ``tapes``; a block that records nothing if ``tapes`` is None."""
+    if tapes is None:
+        return contextlib.nullcontext()
+    tapes.append(Tape())
+    return recording(tapes[-1])
+
+
+def _as_constant(value, like):
+    if hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, Tensor):
+        return Tensor._make(value, False, None, 0)
+    return value
+
+
+def _call_backward(ins, ctx, gouts, skip=False):
+    """The op's own backward with the gradients of its outputs; ``skip``: leave out the
+    loop-invariant operand of a deferred matmul."""
+    needs = ins.needs
+    if skip:
+        needs = tuple(n and i == ins.defer for i, n in enumerate(needs))
+    ctx.needs_input_grad = needs
+    result = ins.cls.backward(ctx, *gouts)
+    return result if type(result) is tuple else (result,)
+
+
+def _checked(ins, reg, g, meta):
+    """``g`` as an array of the register's shape and dtype (a backward may return a NumPy scalar)."""
+    if isinstance(g, Tensor):
+        g = g.data
+    if isinstance(g, np.generic):
+        g = np.asarray(g)
+    shape, dtype = meta[reg]
+    if g.shape != shape:
+        raise RuntimeError(f"{ins.cls.__name__}.backward returned a gradient of shape {g.shape}, expected {shape}")
+    return g if g.dtype == dtype else g.astype(dtype)
+
+
+def _add(grads, reg, g):
+    old = grads[reg]
+    grads[reg] = g if old is None else old + g
+
+
+def _zero_filled(xp, gouts, meta):
+    return [xp.zeros(shape, dtype) if g is None else g for g, (shape, dtype) in zip(gouts, meta)]
+
+
+def _deferrable(ins, varying, meta, with_grad):
+    """For a matmul with one loop-varying operand of rank >= 2 and a loop-invariant operand
+    that may need a gradient: the index of the varying operand; else None."""
+    if ins.cls is not MatMul:
+        return None
+    a, b = ins.args
+    for vary, fixed in ((0, b), (1, a)):
+        if (ins.args[vary] in varying and fixed not in varying and fixed in with_grad
+                and len(meta[ins.args[vary]][0]) >= 2):
+            return vary
+    return None
+
+
+def _fit(mask, ndim):
+    """A (B, 1) step mask reshaped to broadcast against an array of ``ndim`` dims with batch first."""
+    return mask if ndim == 2 else mask.reshape(mask.shape[:1] + (1,) * (ndim - 1))
+
+
+def _array(out):
+    """An op's result as an array (NumPy returns scalars for 0-d results; CuPy arrays pass)."""
+    return np.asarray(out) if isinstance(out, np.generic) else out
+
+
+def _index_of(reg, regs):
+    for i, r in enumerate(regs):
+        if r == reg:
+            return i
+    return None
+
+
+def _leaf(value):
+    return Tensor._make(value, False, None, 0)
+
+
+def _parts_of(state):
+    return tuple(state) if isinstance(state, tuple) else (state,)
+
+
+def _rebuild(like, parts):
+    return tuple(parts) if isinstance(like, tuple) else parts[0]
+
+
+# ------------------------------------------------------------------ masking (shared with the kernels)
+def masked_steps(valid):
+    """The first step at which some row is no longer valid (None when there is none)."""
+    if valid is None:
+        return None
+    ended = np.nonzero(~backend.to_device(valid, "cpu").all(axis=1))[0]
+    return int(ended[0]) if ended.size else None
+
+
+def step_mask(valid, start, t):
+    """valid[t] as a (B, 1) column once some row has ended (t >= start), else None: the fast path."""
+    return None if start is None or t < start else valid[t][:, None]
+
+
+def carry(xp, new, old, mask):
+    """Rows where ``mask`` is False keep ``old`` (in place in ``new``)."""
+    xp.copyto(new, old, where=~mask)
+
+
+def mask_outputs(xp, outputs, valid, start):
+    """A copy of ``outputs`` (T, B, ...) with zeros where ``valid`` is False."""
+    out = outputs.copy()
+    if start is not None:
+        m = valid[start:].reshape(valid[start:].shape + (1,) * (out.ndim - 2))
+        out[start:] = xp.where(m, out[start:], 0)
+    return out
+
+
+# ------------------------------------------------------------------ the node
+class Scan(Function):
+    """All T steps of a traced cell as one node: inputs x (T, B, I), the initial state
+    parts and the loop-invariant tensors the cell reads; outputs (T, B, O) and the
+    final state parts. ``program`` is the cell's :class:`Program`; ``valid`` (T, B)
+    bool or None gives variable lengths."""
+
+    @staticmethod
+    def forward(ctx, x, *rest, program, valid):
+        n = program.n_state
+        ctx.program, ctx.valid = program, valid
+        ctx.save_for_backward(x, *rest)
+        return program.forward(ctx, x, rest[:n], rest[n:], valid)
+
+    @staticmethod
+    def backward(ctx, d_out, *d_final):
+        if ctx.create_graph:
+            return ctx.program.graph_backward(ctx, (d_out,) + d_final)
+        return ctx.program.backward(ctx, d_out, d_final)
+
+    @staticmethod
+    def jvp(ctx, tx, *t_rest):
+        program = ctx.program.traced(ctx)
+        x, *rest = ctx.saved_tensors
+        n = program.n_state
+        return program.jvp(ctx, (tx,) + t_rest, x, rest[:n], rest[n:], ctx.valid)
+
+
+class Kernel:
+    """A hand-tuned whole-sequence form of a built-in cell (see ``nn/lstm.py``), on arrays.
+
+    ``parameters(cell)``: [(name, Parameter or None)], the cell's parameters in the
+    kernel's order (None where the cell has none, e.g. without bias).
+    ``forward(ctx, cell, x, parts, params, valid)``: x (T, B, I), the state parts and
+    {name: array or None}; returns (outputs (T, B, O), final parts...), keeping on
+    ``ctx`` what backward needs and ``ctx.states``: each state part at every step,
+    (T+1, B, ...), which the study tools read. ``ctx.params`` holds the params.
+    ``backward(ctx, d_out, d_final, need_x, need_parts, need_params)``: the gradients
+    (dx, (d part, ...), {name: gradient}) of those needed.
+    """
+
+    @staticmethod
+    def parameters(cell):
+        raise NotImplementedError
+
+
+class KernelProgram(Program):
+    """The program of a cell with a kernel: the kernel runs forward and backward; the traced
+    program is built only when forward mode, create_graph or a study tool asks for it."""
+
+    def __init__(self, cell, kernel, n_state):
+        super().__init__(cell)
+        self.kernel, self._n_state, self._traced = kernel, n_state, None
+        self.param_names = [name for name, p in kernel.parameters(cell) if p is not None]
+        self.input_tensors = [p for _, p in kernel.parameters(cell) if p is not None]
+
+    @property
+    def n_state(self):
+        return self._n_state
+
+    def forward(self, ctx, x, parts, invariants, valid):
+        params = dict.fromkeys((name for name, _ in self.kernel.parameters(self.cell)), None)
+        params.update(zip(self.param_names, invariants))
+        ctx.params = params
+        return self.kernel.forward(ctx, self.cell, x, parts, params, valid)
+
+    def backward(self, ctx, d_out, d_final):
+        needs, n = ctx.needs_input_grad, self._n_state
+        need_params = dict.fromkeys(ctx.params, False)
+        need_params.update(zip(self.param_names, needs[1 + n:]))
+        dx, d_parts, d_params = self.kernel.backward(ctx, d_out, d_final, needs[0], needs[1:1 + n], need_params)
+        return (dx,) + tuple(d_parts) + tuple(d_params.get(name) for name in self.param_names)
+
+    def traced(self, ctx):
+        """The traced :class:`Program` of the cell, on this node's own inputs."""
+        if self._traced is None:
+            x, *rest = ctx.saved_tensors
+            parts = [r for r in rest[:self._n_state]]
+            live = [p for _, p in self.kernel.parameters(self.cell) if p is not None]
+            if len(live) != len(self.input_tensors) or any(a is not b for a, b in zip(live, self.input_tensors)):
+                raise RuntimeError(f"{type(self.cell).__name__}: its parameters were replaced after the forward "
+                                   "pass, so the sequence cannot be replayed")
+            like = tuple(parts) if self._n_state > 1 else parts[0]
+            program = Program.trace(self.cell, _as_data(x), [_as_data(p) for p in parts], like)
+            position = {id(p): i for i, p in enumerate(self.input_tensors)}
+            if any(id(t) not in position for t in program.input_tensors):
+                raise RuntimeError(f"{type(self.cell).__name__}: its step reads a tensor that requires grad and is "
+                                   "not one of the kernel's parameters")
+            by_position = {position[id(t)]: r for r, t in zip(program.inputs, program.input_tensors)}
+            for i, t in enumerate(self.input_tensors):       # a parameter the step does not read: a constant
+                if i not in by_position:
+                    by_position[i] = program.count
+                    program.count += 1
+                    program.meta[by_position[i]] = (t.shape, t.dtype)
+            program.inputs = [by_position[i] for i in range(len(self.input_tensors))]
+            program.input_tensors = list(self.input_tensors)
+            program.warm = None
+            self._traced = program
+        return self._traced
+
+    def graph_backward(self, ctx, grads):
+        return self.traced(ctx).graph_backward(ctx, grads)
+
+
+def _as_data(t):
+    return t.data if isinstance(t, Tensor) else t
+
+
+# ------------------------------------------------------------------ entry point
+_warned = set()
+
+
+def scan(cell, x, state, valid):
+    """All steps of ``cell`` over x (T, B, I) from ``state`` as one node: (outputs (T, B, O),
+    final state), or None if the cell's step cannot be traced (after one warning per cell
+    class); ``valid`` (T, B) bool array or None."""
+    parts = _parts_of(state)
+    kernel = getattr(cell, "kernel", None)
+    if kernel is not None:
+        program = KernelProgram(cell, kernel, len(parts))
+        inputs = program.input_tensors
+    else:
+        try:
+            program = Program.trace(cell, x.data, [s.data for s in parts], state)
+        except UntraceableStep as why:
+            _warn_once(cell, why)
+            return None
+        inputs = program.input_tensors
+    out, *final = Scan.apply(x, *parts, *inputs, program=program, valid=valid)
+    return out, _rebuild(state, final)
+
+
+def _warn_once(cell, why):
+    cls = type(cell)
+    if cls not in _warned:
+        _warned.add(cls)
+        warnings.warn(f"{cls.__name__}: its step cannot be traced into one whole-sequence op ({why}); "
+                      "it runs step by step, one graph node per op and step", RuntimeWarning, stacklevel=4)
