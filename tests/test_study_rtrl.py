@@ -127,6 +127,45 @@ def test_rtrl_equals_bptt_for_the_variants(device, name):
     assert_equal_gradients(grads, grads_ref)
 
 
+@hyp(10)
+@given(kind=st.sampled_from(["rnn_tanh", "lstm", "gru", "peephole"]), fused=st.booleans(), num_layers=st.integers(1, 2),
+       bidirectional=st.booleans(), batch_first=st.booleans(), steps=st.integers(1, 4), batch=st.integers(1, 3),
+       which=st.sampled_from(["step", "final", "both"]), data=st.data(), seed=st.integers(0, 2**16))
+def test_rtrl_equals_bptt_for_layers(device, kind, fused, num_layers, bidirectional, batch_first, steps, batch,
+                                     which, data, seed):
+    """Layers of any depth, both directions, batch_first and variable lengths: RTRL's gradient is the
+    layer's own backward (run through the layer's public forward)."""
+    rng = np.random.default_rng(seed)
+    lengths = data.draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch), label="lengths")
+    options = dict(num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first)
+    if kind == "peephole":
+        layer = tg.nn.Recurrent(lambda i, h: variants.PeepholeLSTMCell(i, h, device=device, dtype=tg.float64),
+                                2, 3, **options)
+    elif kind == "rnn_tanh":
+        layer = tg.nn.RNN(2, 3, fused=fused, device=device, dtype=tg.float64, **options)
+    else:
+        layer = {"lstm": tg.nn.LSTM, "gru": tg.nn.GRU}[kind](2, 3, fused=fused, device=device, dtype=tg.float64,
+                                                              **options)
+    randomize(layer, rng, scale=0.6)
+    x = tg.tensor(rng.standard_normal((batch, steps, 2) if batch_first else (steps, batch, 2)), dtype=tg.float64,
+                  device=device)
+    width = 3 * (2 if bidirectional else 1)
+    step_loss, final_loss = losses(rng, steps, batch, width, device, which)
+    layer.zero_grad()
+    out, final = layer(x, lengths=lengths)
+    out = out.swapaxes(0, 1) if batch_first else out
+    total = sum(step_loss(t, out[t]) for t in range(steps)) if step_loss is not None else 0.0
+    total = total + final_loss(final) if final_loss is not None else total
+    total.backward()
+    expected = {name: p.grad.numpy() for name, p in layer.named_parameters()}
+    layer.zero_grad()
+    loss, grads = rtrl_gradients(layer, x, step_loss, final_loss, lengths=lengths)
+    assert abs(loss - total.item()) <= 1e-12 * max(abs(total.item()), 1.0)
+    assert_equal_gradients(grads, expected)
+    _, grads_bptt = bptt_gradients(layer, x, step_loss, final_loss, lengths=lengths)
+    assert_equal_gradients(grads_bptt, expected)
+
+
 def test_frozen_parameters_are_left_out(device):
     rng = np.random.default_rng(4)
     cell = make_cell("gru", 2, 3, True, True, device, rng)
@@ -175,7 +214,7 @@ def test_bad_arguments_raise(device):
         rtrl_gradients(cell, x)
     with pytest.raises(ValueError, match=r"step_loss at t=0 must return a one-element Tensor, got shape \(1, 3\)"):
         rtrl_gradients(cell, x, step_loss=lambda t, h: h)
-    with pytest.raises(TypeError, match="cell must be a RecurrentCell"):
+    with pytest.raises(TypeError, match="model must be a RecurrentCell or an nn.Recurrent layer"):
         rtrl_gradients(tg.nn.Linear(2, 3), x, final_loss=lambda s: s.sum())
 
 

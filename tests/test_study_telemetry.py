@@ -78,10 +78,11 @@ def loss_weights(model_out, final, rng, device):
         f64(rng.standard_normal(p.shape), device) for p in parts(final)]
 
 
-def reference_grads(model, x, weights):
+def reference_grads(model, x, weights, lengths=None):
     """(outputs, final state, {name: grad}) from an ordinary unroll (or layer call) and backward."""
     model.zero_grad()
-    out, final = nn.unroll(model, x) if isinstance(model, nn.RecurrentCell) else model(x)
+    out, final = nn.unroll(model, x, lengths=lengths) if isinstance(model, nn.RecurrentCell) else \
+        model(x, lengths=lengths)
     weighted_loss(out, final, weights).backward()
     grads = {name: np.zeros(p.shape) if p.grad is None else p.grad.numpy().copy()
              for name, p in model.named_parameters()}
@@ -122,28 +123,41 @@ def test_contributions_sum_to_unroll_gradient(device, kind, fused, steps, batch,
         assert_rel(p.grad.numpy(), grads_ref[name])
 
 
-@hyp(6)
-@given(kind=st.sampled_from(["rnn", "lstm", "gru"]), fused=st.booleans(), num_layers=st.integers(1, 3),
-       steps=st.integers(1, 4), batch=st.integers(1, 2), seed=st.integers(0, 2**16))
-def test_layer_trace_matches_layer(device, kind, fused, num_layers, steps, batch, seed):
+@hyp(10)
+@given(kind=st.sampled_from(["rnn", "lstm", "gru", "peephole"]), fused=st.booleans(), num_layers=st.integers(1, 3),
+       bidirectional=st.booleans(), batch_first=st.booleans(), steps=st.integers(1, 4), batch=st.integers(1, 2),
+       data=st.data(), seed=st.integers(0, 2**16))
+def test_layer_trace_matches_layer(device, kind, fused, num_layers, bidirectional, batch_first, steps, batch, data,
+                                   seed):
+    """Any depth, both directions, batch_first, variable lengths: the trace computes what the layer does,
+    and the steps' shares of every gradient add up to the layer's gradient."""
     rng = np.random.default_rng(seed)
-    layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind](
-        2, 3, num_layers=num_layers, fused=fused, device=device, dtype=tg.float64)
+    lengths = data.draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch), label="lengths")
+    options = dict(num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, device=device,
+                   dtype=tg.float64)
+    if kind == "peephole":
+        layer = nn.Recurrent(lambda i, h: nn.PeepholeLSTMCell(i, h, device=device, dtype=tg.float64), 2, 3,
+                             num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first)
+    else:
+        layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind](2, 3, fused=fused, **options)
     randomize(layer, rng)
-    x = f64(rng.standard_normal((steps, batch, 2)), device)
-    tr = trace(layer, x)
+    x = f64(rng.standard_normal((batch, steps, 2) if batch_first else (steps, batch, 2)), device)
+    tr = trace(layer, x, lengths=lengths)
     weights = loss_weights(tr.output, tr.final_state, rng, device)
-    out_ref, final_ref, grads_ref = reference_grads(layer, x, weights)
+    out_ref, final_ref, grads_ref = reference_grads(layer, x, weights, lengths)
     result = telemetry.record(tr, weighted_loss(tr.output, tr.final_state, weights))
     assert_rel(tr.output.numpy(), out_ref)
+    directions = 2 if bidirectional else 1
     for part, ref in zip(parts(tr.final_state), final_ref):
-        assert part.shape == ref.shape == (num_layers, batch, 3)
+        assert part.shape == ref.shape == (num_layers * directions, batch, 3)
         assert_rel(part.numpy(), ref)
-    assert tr.layer_params[-1] == [f"{n}_l{num_layers - 1}" for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    suffix = f"_l{num_layers - 1}" + ("_reverse" if bidirectional else "")
+    assert tr.layer_params[-1] == [f"{n}{suffix}" for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")] + (
+        [f"weight_ch{suffix}"] if kind == "peephole" else [])
     assert set(result.contributions) == set(grads_ref)
     for name, contributions in result.contributions.items():
         assert_rel(contributions.sum(axis=0), grads_ref[name])
-    assert len(result.grad_norms) == num_layers
+    assert len(result.grad_norms) == num_layers * directions
 
 
 def test_trace_with_initial_state_matches_unroll(device, rng):
@@ -368,10 +382,10 @@ def test_trace_rejects_bad_input(device):
         trace(cell, np.ones((2, 1, 3)))
     with pytest.raises(TypeError, match="RecurrentCell"):
         trace(nn.Linear(3, 2), f64(np.ones((2, 1, 3)), device))
-    with pytest.raises(ValueError, match="bidirectional"):
-        trace(nn.GRU(3, 2, bidirectional=True), f64(np.ones((2, 1, 3)), device))
-    with pytest.raises(ValueError, match="batch_first"):
-        trace(nn.GRU(3, 2, batch_first=True), f64(np.ones((2, 1, 3)), device))
+    with pytest.raises(ValueError, match="lengths has shape"):
+        trace(nn.GRU(3, 2, bidirectional=True), f64(np.ones((2, 1, 3)), device), lengths=[2, 2])
+    with pytest.raises(ValueError, match="no time steps"):
+        trace(nn.GRU(3, 2, batch_first=True), f64(np.ones((2, 0, 3)), device))
 
 
 def test_record_without_backward_raises(device):

@@ -159,6 +159,71 @@ def test_chunked_matches_truncated_bptt(device, kind):
     model.zero_grad()
 
 
+# ----------------------------------------------------------------- layouts, lengths, directions
+@hyp(8)
+@given(kind=st.sampled_from(["rnn", "lstm", "gru"]), fused=st.booleans(), num_layers=st.integers(1, 2),
+       bidirectional=st.booleans(), batch_first=st.booleans(), variant=st.sampled_from(truncation.VARIANTS),
+       steps=st.integers(1, 4), batch=st.integers(1, 3), data=st.data(), seed=st.integers(0, 2**16))
+def test_no_truncation_is_full_bptt_for_any_layer(device, kind, fused, num_layers, bidirectional, batch_first,
+                                                  variant, steps, batch, data, seed):
+    """batch_first layers, variable lengths and (for the sliding variant) bidirectional layers: k >= T is
+    the layer's own gradient."""
+    if bidirectional:
+        variant, lengths = "sliding", None
+    else:
+        lengths = data.draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
+    rng = np.random.default_rng(seed)
+    model = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind](
+        2, 3, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, fused=fused,
+        device=device, dtype=tg.float64)
+    randomize(model, rng)
+    x, y = sample(rng, steps, batch, 3 * (2 if bidirectional else 1), device)
+    inputs = x.swapaxes(0, 1) if batch_first else x
+    model.zero_grad()
+    out, _ = model(inputs, lengths=lengths)
+    dot_loss(out.swapaxes(0, 1) if batch_first else out, y).backward()
+    expected = {name: p.grad.numpy().copy() for name, p in model.named_parameters()}
+    result = truncation.measure(model, inputs, dot_loss, targets=y, ks=[steps], variant=variant, lengths=lengths)
+    for name in expected:
+        assert_rel(result.grads[0][name], expected[name])
+        assert_rel(result.full[name], expected[name])
+
+
+def test_bidirectional_sliding_matches_its_definition(device):
+    """Term t keeps what reaches the forward steps reading positions t-k+1 .. t and the reverse steps
+    reading t .. t+k-1: each direction recomputed from its state detached k steps before t."""
+    rng = np.random.default_rng(4)
+    steps, k = 5, 2
+    model = nn.GRU(2, 3, bidirectional=True, device=device, dtype=tg.float64)
+    randomize(model, rng)
+    forward, backward = model.cells()
+    x, y = sample(rng, steps, 2, 6, device)
+    result = truncation.measure(model, x, dot_loss, targets=y, ks=[k])
+    expected = None
+    for t in range(steps):
+        start, stop = max(0, t - k + 1), min(steps, t + k)
+        with tg.no_grad():
+            h_f = nn.unroll(forward, x[:start])[1] if start > 0 else None
+            h_r = nn.unroll(backward, x[stop:], reverse=True)[1] if stop < steps else None
+        out_f, _ = nn.unroll(forward, x[start:t + 1], h_f)
+        out_r, _ = nn.unroll(backward, x[t:stop], h_r, reverse=True)
+        term = dot_loss(tg.cat([out_f[-1:], out_r[:1]], axis=2), y[t:t + 1])
+        grads = [g.numpy() for g in tg.grad(term, model.parameters())]
+        expected = grads if expected is None else [a + g for a, g in zip(expected, grads)]
+    for (name, _), g in zip(model.named_parameters(), expected):
+        assert_rel(result.grads[0][name], g)
+    assert result.relative_error[0] > 1e-3
+
+
+def test_truncation_refuses_what_it_cannot_define(device):
+    model = nn.GRU(2, 3, bidirectional=True, device=device, dtype=tg.float64)
+    x, y = sample(np.random.default_rng(0), 3, 2, 6, device)
+    with pytest.raises(ValueError, match="streams the sequence forward"):
+        truncation.measure(model, x, dot_loss, targets=y, variant="chunked")
+    with pytest.raises(ValueError, match="different lengths"):
+        truncation.measure(model, x, dot_loss, targets=y, lengths=[3, 2])
+
+
 # ----------------------------------------------------------------- the report
 def test_report_is_consistent(device):
     rng = np.random.default_rng(2)

@@ -62,7 +62,10 @@ def unroll(cell, x, state=None, lengths=None, reverse=False, per_step=False):
 
     ``lengths`` (B ints) freezes each row's state after its last valid step and
     zeroes its later outputs (a length of 0 keeps the initial state throughout);
-    ``reverse`` runs from each row's last valid step back."""
+    ``reverse`` runs from each row's last valid step back. All T steps are one graph
+    node (the cell's kernel, or its traced step: :mod:`tinygrad_rnn.nn.trace_scan`);
+    ``per_step=True``, or a step that cannot be traced, records one ``step`` per time
+    step instead, each op a node of its own."""
     steps, batch = x.shape[0], x.shape[1]
     lengths = check_lengths(lengths, steps, batch, minimum=0)
     if reverse:
@@ -96,7 +99,10 @@ class Recurrent(Module):
         make_cell: ``make_cell(input_size, hidden_size)`` returns a new
             :class:`~tinygrad_rnn.nn.cells.RecurrentCell`; one is made per layer and direction.
         input_size, hidden_size, num_layers=1, bidirectional=False,
-        dropout=0.0 (on each layer's output but the last, while training), batch_first=False.
+        dropout=0.0 (on each layer's output but the last, while training), batch_first=False,
+        per_step=False (True: record every step's ops as nodes of their own instead of
+        one whole-sequence node per layer and direction; slower, for stepping through a
+        cell in a debugger; the attribute may be changed later).
 
     Each cell parameter ``name`` is registered as ``{name}_l{k}`` (``_reverse`` added for
     the backward direction), PyTorch's naming, so state dicts carry over.
@@ -106,7 +112,7 @@ class Recurrent(Module):
     """
 
     def __init__(self, make_cell, input_size, hidden_size, num_layers=1, bidirectional=False, dropout=0.0,
-                 batch_first=False):
+                 batch_first=False, per_step=False):
         if num_layers < 1:
             raise ValueError(f"{type(self).__name__}: num_layers must be at least 1, got {num_layers}")
         if not 0.0 <= dropout <= 1.0:
@@ -116,6 +122,7 @@ class Recurrent(Module):
                           "with num_layers=1", stacklevel=2)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bidirectional, self.dropout, self.batch_first = bidirectional, dropout, batch_first
+        self.per_step = per_step
         self._cells = []
         size = input_size
         for k in range(num_layers):
@@ -157,21 +164,28 @@ class Recurrent(Module):
         if unbatched:
             hx = None if hx is None else _map(hx, lambda s: s.unsqueeze(1))
         lengths = check_lengths(lengths, x.shape[0], x.shape[1], name)
-        initial = self._split_state(hx, x, name)
+        output, h_n = self.time_major(x, hx, lengths)
+        if unbatched:
+            return output.squeeze(1), _map(h_n, lambda s: s.squeeze(1))
+        return (output.swapaxes(0, 1) if self.batch_first else output), h_n
+
+    def time_major(self, x, hx=None, lengths=None):
+        """The layers on x (T, B, I) time-major whatever ``batch_first``: (output (T, B, D*out),
+        h_n). ``lengths`` may hold zeros here: those rows keep their initial state throughout."""
+        lengths = check_lengths(lengths, x.shape[0], x.shape[1], type(self).__name__, minimum=0)
+        initial = self._split_state(hx, x, type(self).__name__)
         layer_input, finals = x, []
         for k, layer in enumerate(self._cells):
             outs = []
             for d, cell in enumerate(layer):
-                out, final = unroll(cell, layer_input, initial[k * self.directions + d], lengths, reverse=d == 1)
+                out, final = unroll(cell, layer_input, initial[k * self.directions + d], lengths, reverse=d == 1,
+                                    per_step=self.per_step)
                 outs.append(out)
                 finals.append(final)
             layer_input = concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
             if self.dropout and self.training and k < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout)
-        h_n = _stack_states(finals)
-        if unbatched:
-            return layer_input.squeeze(1), _map(h_n, lambda s: s.squeeze(1))
-        return (layer_input.swapaxes(0, 1) if self.batch_first else layer_input), h_n
+        return layer_input, _stack_states(finals)
 
     def _check_input(self, x, name):
         if not isinstance(x, Tensor):
@@ -215,20 +229,21 @@ class RNN(Recurrent):
     forward(input, hx=None, lengths=None) -> (output, h_n)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, fused=True, device=None, dtype=None):
+                 dropout=0.0, bidirectional=False, *, fused=True, per_step=False, device=None, dtype=None):
         self.nonlinearity = nonlinearity
         super().__init__(lambda i, h: RNNCell(i, h, bias, nonlinearity, fused, device=device, dtype=dtype),
-                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first)
+                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first, per_step)
 
 
 class LSTM(Recurrent):
     """LSTM layers, PyTorch's ``nn.LSTM`` (gates i | f | g | o).
-    forward(input, (h_0, c_0)=None, lengths=None) -> (output, (h_n, c_n))."""
+    forward(input, (h_0, c_0)=None, lengths=None) -> (output, (h_n, c_n)).
+    ``fused=True``: sequences run through the hand-tuned kernel; ``False``: the traced composed step."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, fused=True, device=None, dtype=None):
+                 bidirectional=False, *, fused=True, per_step=False, device=None, dtype=None):
         super().__init__(lambda i, h: LSTMCell(i, h, bias, fused, device=device, dtype=dtype),
-                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first)
+                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first, per_step)
 
 
 class GRU(Recurrent):
@@ -236,6 +251,6 @@ class GRU(Recurrent):
     forward(input, h_0=None, lengths=None) -> (output, h_n)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, fused=True, device=None, dtype=None):
+                 bidirectional=False, *, fused=True, per_step=False, device=None, dtype=None):
         super().__init__(lambda i, h: GRUCell(i, h, bias, fused, device=device, dtype=dtype),
-                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first)
+                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first, per_step)

@@ -32,6 +32,7 @@ The sliding variant reads the D_lag of all lags from one trace (one backward per
 loss term, O(T^2) step backwards); the chunked one runs each k's chunks (O(T) per k).
 """
 import numbers
+from functools import partial
 
 import numpy as np
 
@@ -42,7 +43,8 @@ from ..function import enable_grad
 from ..nn.bptt import detach_state
 from ..nn.recurrent import Recurrent, unroll
 from ..tensor import Tensor
-from .trace import check_input, model_cells, trace
+from ..nn.recurrent import check_lengths
+from .trace import check_input, model_cells, time_major, trace
 
 VARIANTS = ("sliding", "chunked")
 
@@ -69,22 +71,32 @@ class TruncationResult:
         self.cosine = self.relative_error = self.lag_norms = None
 
 
-def measure(model, x, loss_fn, targets=None, ks=None, state=None, variant="sliding"):
+def measure(model, x, loss_fn, targets=None, ks=None, state=None, variant="sliding", lengths=None):
     """The truncation bias of ``model`` on one sequence, for each truncation length k.
 
     Args:
-        model: an ``nn.RecurrentCell`` or a unidirectional, time-major ``nn.Recurrent``.
-        x: Tensor (T, B, input_size).
-        loss_fn: ``loss_fn(outputs, targets) -> scalar Tensor`` for time-major outputs
-            (steps, B, out) and the matching slice of targets. It must be a sum over
-            time steps (e.g. a per-step loss summed over t, not averaged over t);
-            it may use parameters of its own (a readout), which are not reported.
-        targets: Tensor (T, ...) or None.
+        model: an ``nn.RecurrentCell`` or an ``nn.Recurrent`` layer (any depth; batch_first;
+            bidirectional for the sliding variant, see below).
+        x: Tensor (T, B, input_size), or (B, T, input_size) for a batch_first layer.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar Tensor`` for TIME-MAJOR outputs
+            (steps, B, out), whatever the layer's batch_first, and the matching slice of
+            targets. It must be a sum over time steps (e.g. a per-step loss summed over
+            t, not averaged over t); it may use parameters of its own (a readout), which
+            are not reported.
+        targets: Tensor (T, ...) time-major, or None.
         ks: the truncation lengths (ints >= 1); default 1 .. T.
         state: the initial state, as the model takes it.
         variant: ``"sliding"`` (BPTT(h) at every step) or ``"chunked"`` (detach every k
             steps); see the module docstring for the exact definitions.
+        lengths: B ints, as the layers take them.
     Returns: a :class:`TruncationResult`.
+
+    A bidirectional layer's reverse direction reads the future, so its truncation is
+    measured the way the sliding variant sees it: the gradient of the loss term at
+    position t reaching a step that reads position s travels |t - s| steps, and
+    BPTT(k) keeps what travels fewer than k. The chunked variant streams the sequence
+    forward and is refused for a bidirectional layer, as are rows of unequal lengths
+    there (the reverse direction's step s would read a different position in each row).
 
     Example::
 
@@ -93,10 +105,18 @@ def measure(model, x, loss_fn, targets=None, ks=None, state=None, variant="slidi
     """
     cells = model_cells(model, "measure")
     check_input(model, cells, x, "measure")
-    steps = x.shape[0]
+    steps, batch = time_major(model, x).shape[:2]
     ks = _check_ks(ks, steps)
     if variant not in VARIANTS:
         raise ValueError(f"measure: variant must be one of {VARIANTS}, got {variant!r}")
+    bidirectional = isinstance(model, Recurrent) and model.bidirectional
+    lengths = check_lengths(lengths, steps, batch, "measure", minimum=1)
+    if bidirectional and variant == "chunked":
+        raise ValueError("measure: the chunked variant streams the sequence forward, which a bidirectional "
+                         "layer cannot do (its reverse direction reads the future); use variant='sliding'")
+    if bidirectional and lengths is not None and lengths.min() < steps:
+        raise ValueError("measure: a bidirectional layer with rows of different lengths: its reverse direction's "
+                         "step s reads a different position in each row, so a step has no single lag")
     _check_targets(targets, steps)
     if isinstance(model, Recurrent) and model.dropout and model.training:
         raise ValueError(f"measure: the layer has dropout={model.dropout} and is training, so every forward "
@@ -104,14 +124,15 @@ def measure(model, x, loss_fn, targets=None, ks=None, state=None, variant="slidi
     names, params = _trainable(model)
     result = TruncationResult(variant, ks, steps, names)
     with enable_grad():
-        outputs, _ = _forward(model, x, state)
+        outputs, _ = _forward(model, x, state, lengths)
         total = loss_fn(outputs, targets)
         full = _flat(grad(total, params, allow_unused=True), params)
         if variant == "sliding":
-            truncated, lags = _sliding(model, x, state, loss_fn, targets, names, params, ks, total)
+            truncated, lags = _sliding(model, x, state, lengths, loss_fn, targets, names, params, ks, total)
             result.lag_norms = _numpy(backend.get_array_module(lags).sqrt((lags * lags).sum(axis=1)))
         else:
-            truncated = [_chunked(model, x, state, loss_fn, targets, params, k, total) for k in ks]
+            truncated = [_chunked(model, time_major(model, x), state, lengths, loss_fn, targets, params, k, total)
+                         for k in ks]
     full = _numpy(full)
     truncated = [_numpy(g) for g in truncated]
     result.full = _unflatten(full, names, params)
@@ -134,31 +155,46 @@ def relative_error(a, reference):
 
 
 # ------------------------------------------------------------------ the two variants
-def _sliding(model, x, state, loss_fn, targets, names, params, ks, total):
-    """(g_k for each k, D (T, P)): D[lag] = sum_t dl_t/dtheta_{t-lag}, one backward per term."""
-    tr = trace(model, x, state)
+def _sliding(model, x, state, lengths, loss_fn, targets, names, params, ks, total):
+    """(g_k for each k, D (T, P)): D[lag] = sum_t dl_t/dtheta_s over the steps s that read position
+    t - lag (or, in a reverse direction, t + lag), one backward per term."""
+    tr = trace(model, x, state, lengths)
+    outputs = time_major(model, tr.output)
+    reverse = {name for k, own in enumerate(tr.layer_params) if k % tr.directions == 1 for name in own}
+    steps = tr.steps
     lags, terms = None, []
-    for t in range(tr.steps):
-        term = loss_fn(tr.outputs[-1][t].unsqueeze(0), None if targets is None else targets[t:t + 1])
+    for t in range(steps):
+        term = loss_fn(outputs[t:t + 1], None if targets is None else targets[t:t + 1])
         terms.append(term.item())
-        aliases = [tr.aliases[name][s] for s in range(t + 1) for name in names]
+        reached = [s for s in range(steps) if s <= t or reverse]           # a forward step after t cannot matter
+        aliases = [tr.aliases[name][s] for s in reached for name in names]
         per_step = grad(term, aliases, retain_graph=True, allow_unused=True)
-        for s in range(t + 1):
-            chunk = per_step[s * len(names):(s + 1) * len(names)]
-            flat = _flat(chunk, params)
-            if lags is None:
-                lags = backend.get_array_module(flat).zeros((tr.steps, flat.size), dtype=flat.dtype)
-            lags[t - s] += flat
+        for i, s in enumerate(reached):
+            chunk = list(per_step[i * len(names):(i + 1) * len(names)])
+            for j, name in enumerate(names):        # each alias goes to the lag of the position its step reads
+                lag = abs(t - (steps - 1 - s if name in reverse else s))
+                if chunk[j] is None:
+                    continue
+                single = [None] * len(names)
+                single[j] = chunk[j]
+                flat = _flat(single, params)
+                if lags is None:
+                    lags = backend.get_array_module(flat).zeros((steps, flat.size), dtype=flat.dtype)
+                lags[lag] += flat
     _check_additive(total, terms, "the sum of its per-step values")
     cumulative = backend.get_array_module(lags).cumsum(lags, axis=0)
     return [cumulative[min(k, tr.steps) - 1] for k in ks], lags
 
 
-def _chunked(model, x, state, loss_fn, targets, params, k, total):
-    """g_k with the state detached every k steps (nn.bptt.truncated_bptt's gradient for k1 = k2 = k)."""
+def _chunked(model, x, state, lengths, loss_fn, targets, params, k, total):
+    """g_k with the state detached every k steps (nn.bptt.truncated_bptt's gradient for k1 = k2 = k),
+    x time-major."""
     g, terms = None, []
     for t0 in range(0, x.shape[0], k):
-        outputs, state = _forward(model, x[t0:t0 + k], detach_state(state))
+        chunk = x[t0:t0 + k]
+        chunk_lengths = None if lengths is None else (lengths - t0).clip(0, chunk.shape[0])
+        forward = model.time_major if isinstance(model, Recurrent) else partial(unroll, model)
+        outputs, state = forward(chunk, detach_state(state), chunk_lengths)
         loss = loss_fn(outputs, None if targets is None else targets[t0:t0 + k])
         terms.append(loss.item())
         flat = _flat(grad(loss, params, allow_unused=True), params)
@@ -168,8 +204,12 @@ def _chunked(model, x, state, loss_fn, targets, params, k, total):
 
 
 # ------------------------------------------------------------------ helpers
-def _forward(model, x, state):
-    return unroll(model, x, state) if not isinstance(model, Recurrent) else model(x, state)
+def _forward(model, x, state, lengths):
+    """(time-major outputs, final state) of the model on x in its own layout."""
+    if not isinstance(model, Recurrent):
+        return unroll(model, x, state, lengths)
+    outputs, final = model(x, state, lengths=lengths)
+    return time_major(model, outputs), final
 
 
 def _trainable(model):
