@@ -23,7 +23,8 @@ from .gru import GRUCell
 from .lstm import LSTMCell
 from .layers import Embedding, Linear
 from .module import Module, ModuleList
-from .recurrent import GRU, LSTM, check_lengths
+from .cells import RecurrentCell
+from .recurrent import GRU, LSTM, check_lengths, unroll
 
 _CELLS = {"gru": (GRU, GRUCell), "lstm": (LSTM, LSTMCell)}
 
@@ -122,6 +123,20 @@ class Seq2Seq(Module):
             x = self.combine(concatenate([context, x], axis=1)).tanh()
         return x, new_states, (x if self.input_feeding else None), weights
 
+    def _teacher_forced(self, embedded, states, memory, feed):
+        """The attentional states h~ (B, T, H) of all decoder steps from the embedded targets: one
+        whole-sequence node (the decoder step traced, the keys and mask loop-invariant inputs, so
+        dL/dkeys is one batched matmul over all steps), or step by step while dropout draws masks."""
+        if self.dropout and self.training:
+            outs = []
+            for x in unbind(embedded, axis=1):
+                out, states, feed, _ = self._advance(x, states, memory, feed)
+                outs.append(out)
+            return stack(outs, axis=1)
+        decoder = DecoderStep(self, memory, states)
+        outs, _ = unroll(decoder, embedded.swapaxes(0, 1), decoder.pack(states, feed))
+        return outs.swapaxes(0, 1)
+
     def _readout(self, x):
         return self.readout(F.dropout(x, self.dropout, self.training))
 
@@ -137,11 +152,7 @@ class Seq2Seq(Module):
         states, memory = self.encode(src, src_lengths)
         feed = self._zeros_feed(src.shape[0], src)
         if teacher_forcing == 1.0:      # the inputs are known: embed them and read out all steps at once
-            outs = []
-            for x in unbind(self.tgt_embed(tgt_in), axis=1):
-                out, states, feed, _ = self._advance(x, states, memory, feed)
-                outs.append(out)
-            return self._readout(stack(outs, axis=1))
+            return self._readout(self._teacher_forced(self.tgt_embed(tgt_in), states, memory, feed))
         rng = creation.default_generator()
         logits, tokens = [], tgt_in[:, 0]
         for t in range(tgt_in.shape[1]):
@@ -257,6 +268,40 @@ class Seq2Seq(Module):
         if src_lengths is None:
             return src, np.full(src.shape[0], src.shape[1], dtype=np.int64)
         return src, check_lengths(src_lengths, src.shape[1], src.shape[0], "Seq2Seq")
+
+
+class DecoderStep(RecurrentCell):
+    """One decoder step of a :class:`Seq2Seq` as a recurrent cell, so that the teacher-forced
+    decoder runs as one traced whole-sequence node: the input is the embedded previous target
+    token, the state is (each layer's state parts..., h~), the output is h~ (the attentional
+    state the readout reads). The attention memory is read from the model as a loop-invariant."""
+
+    def __init__(self, model, memory, states):
+        self.model, self.memory = model, memory
+        self.layer_parts = [len(s) if isinstance(s, tuple) else 1 for s in states]
+        self.input_size = model.tgt_embed.weight.shape[1]
+        self.hidden_size = model.hidden_size
+
+    def pack(self, states, feed):
+        """The decoder's per-layer states and the fed-back h~ as one flat tuple state."""
+        parts = [p for s in states for p in (s if isinstance(s, tuple) else (s,))]
+        last = states[-1][0] if isinstance(states[-1], tuple) else states[-1]
+        return tuple(parts) + (feed if feed is not None else last,)
+
+    def unpack(self, state):
+        states, i = [], 0
+        for n in self.layer_parts:
+            states.append(tuple(state[i:i + n]) if n > 1 else state[i])
+            i += n
+        return states, state[-1]
+
+    def step(self, p, state):
+        states, feed = self.unpack(state)
+        out, states, _, _ = self.model._advance(p, states, self.memory, feed if self.model.input_feeding else None)
+        return self.pack(states, out)
+
+    def output(self, state):
+        return state[-1]
 
 
 def _check_ids(tokens, name, shape):

@@ -379,7 +379,8 @@ class Program:
         return reached
 
     def _reached(self, wanted):
-        """Registers from which a wanted register can be reached (themselves included)."""
+        """Registers that depend on a wanted register through differentiable ops (themselves included):
+        those a gradient must flow through."""
         reached = set(wanted)
         changed = True
         while changed:
@@ -387,7 +388,7 @@ class Program:
             if self.p_reg in reached and self.step_p_reg not in reached:
                 reached.add(self.step_p_reg)            # p_t is p[t]
             for ins in self.pre + self.loop:
-                if any(r in reached for r in ins.args):
+                if ins.cls.differentiable and any(r in reached for r in ins.args):
                     new = set(ins.outs) - reached
                     if new:
                         reached |= new
