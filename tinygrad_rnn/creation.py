@@ -18,6 +18,11 @@ def manual_seed(seed):
 
 
 def default_generator():
+    """The generator behind the random functions; refused inside a traced step, where one draw
+    would be replayed at every step (the step then runs step by step)."""
+    from .function import DataDependentError, is_recording
+    if is_recording():
+        raise DataDependentError("a random draw inside a traced step would repeat the same numbers at every step")
     return _rng
 
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from . import backend, creation
 from . import xp as _xp
+from .function import DataDependentError, is_recording
 from .tensor import Tensor
 from .xp import relu, sigmoid, softplus, tanh  # noqa: F401  (re-exported)
 
@@ -162,8 +163,8 @@ def one_hot(ids, num_classes=-1):
     n = top if num_classes == -1 else num_classes
     if ids.size and (int(ids.data.min()) < 0 or top > n):
         raise ValueError(f"one_hot: ids must be in [0, {n}), got values in [{int(ids.data.min())}, {top - 1}]")
-    xp = backend.get_array_module(ids.data)
-    return Tensor._make((ids.data[..., None] == xp.arange(n)).astype(np.int64), False, None, 0)
+    classes = Tensor(backend.get_array_module(ids.data).arange(n))
+    return (ids.unsqueeze(-1) == classes).astype(np.int64)
 
 
 def dropout(x, p=0.5, training=True, generator=None):
@@ -174,6 +175,8 @@ def dropout(x, p=0.5, training=True, generator=None):
         return x
     if p == 1.0:
         return x * 0.0
+    if is_recording():
+        raise DataDependentError("dropout inside a traced step would repeat one mask at every step")
     keep = (generator or creation.default_generator()).random(x.shape) >= p
     mask = backend.to_device((keep / (1.0 - p)).astype(x.dtype), x.device)
     return x * Tensor._make(mask, False, None, 0)

@@ -26,11 +26,13 @@ How it gets there:
    straight-line program over *registers*: the inputs (x, p_t, the state parts),
    the tensors the step reads from outside (parameters, or any other tensor such as
    encoder keys: the loop-invariant inputs), constants, and each op's outputs.
-   ``step`` is traced twice, on steps 0 and 1; the two tapes must be the same
-   program (same ops, same constants). A step that reads values into Python
-   (``item()``, ``bool()``), or makes a constant from them, cannot be replayed as a
-   fixed program: :func:`scan` then returns None, warns once naming the cell, and
-   the caller runs it step by step.
+   A step that reads values into Python (``item()``, ``bool()``, ``numpy()``) or
+   draws random numbers (dropout) cannot be replayed as a fixed program; those
+   raise while tracing. To catch a constant made from the step's own values some
+   other way (``Tensor(h.data > 0)``), ``step`` is traced twice more, with its
+   inputs shifted far up and far down: the three tapes must be the same program
+   (same ops, same constants, the same tensors read). When they are not, :func:`scan`
+   returns None, warns once naming the cell, and the caller runs it step by step.
 2. **Hoist.** Ops of the step whose inputs are all loop-invariant (``W.T``, splits
    of a weight, a masked weight) move out of the loop and run once, after
    ``project``, in the *pre* segment. The rest form the *loop* segment.
@@ -230,11 +232,17 @@ class Program:
             _check_projection(cell, p, x)
             pre = builder.instructions(pre_tape)
             program.p_reg = builder.ref(p)
-            twin = _copy_builder(builder)
+            twins = [_copy_builder(builder) for _ in _PROBES]
             first = _trace_step(cell, builder, p.data[0], parts, like)
-            second = _trace_step(cell, twin, p.data[min(1, x.shape[0] - 1)],
-                                 [s.data for s in first.new_parts], like)
-            _check_same(first, second)
+            with np.errstate(all="ignore"):
+                for twin, offset in zip(twins, _PROBES):
+                    try:
+                        other = _trace_step(cell, twin, _moved(p.data[min(1, x.shape[0] - 1)], offset),
+                                            [_moved(s.data, offset) for s in first.new_parts], like)
+                    except (UntraceableStep, ValueError, TypeError, IndexError, ArithmeticError) as error:
+                        raise UntraceableStep(f"the step fails on other values than its first step's "
+                                              f"({type(error).__name__}: {error})") from None
+                    _check_same(first, other)
         program._assemble(builder, pre, first, pre_tape)
         return program
 
@@ -638,6 +646,24 @@ def _trace_step(cell, builder, p_value, part_values, like):
     state_out = tuple(builder.ref(s) for s in new_parts)
     out_reg = builder.ref(out)
     return _StepTrace(tape, instrs, p_reg, state_in, state_out, out_reg, new_parts, builder.externals[known:])
+
+
+_PROBES = (1024.0, -1024.0)
+
+
+def _moved(value, offset):
+    """``value`` shifted by ``offset`` (float), or shuffled along the batch (int, bool): the probe
+    traces run there. A constant the step makes from its own values (a threshold mask such as
+    ``h.data > a`` for any |a| < 1024, a copy of ``h.data``) cannot be the same at both probes
+    and the first trace, so the traces differ and the step is not replayed as a fixed program."""
+    host = backend.to_device(value, "cpu")
+    if host.dtype.kind == "f":
+        moved = host + host.dtype.type(offset)
+    elif host.ndim:
+        moved = np.roll(host, 1 if offset > 0 else -1, axis=0)
+    else:
+        moved = host
+    return backend.to_device(moved, backend.device_of(value))
 
 
 def _copy_builder(builder):
