@@ -340,7 +340,7 @@ def test_bad_arguments_raise_naming_what_was_expected():
 
 # ----------------------------------------------------------------- rendering
 def test_render_draws_with_the_dot_program_else_writes_dot(tmp_path, monkeypatch):
-    states, loss = loop([tg.nn.RNNCell(2, 2)], leaf((2, 1, 2), "cpu", grad=False), "rnn")
+    states, loss = loop([tg.nn.RNNCell(2, 2, dtype=tg.float64)], leaf((2, 1, 2), "cpu", grad=False), "rnn")
     dot = G.to_dot(loss, states)
     fake = tmp_path / "fake-dot"            # a stand-in for Graphviz: prints its format and echoes its input
     fake.write_text('#!/bin/sh\nprintf "<%s>" "$1"; cat\n')

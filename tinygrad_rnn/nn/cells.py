@@ -16,6 +16,7 @@ and its hand-tuned kernel: :mod:`~tinygrad_rnn.nn.rnn`, :mod:`~tinygrad_rnn.nn.l
 import math
 
 from .. import creation
+from ..tensor import Tensor
 from ..xp import split
 from . import init
 from .module import Module, Parameter
@@ -107,15 +108,59 @@ class RecurrentCell(Module):
 
     def forward(self, x, state=None):
         """One step on x (B, input_size) or (input_size,); returns the new state."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{type(self).__name__}: input must be a Tensor, got {type(x).__name__}")
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
             raise ValueError(f"{type(self).__name__}: input has shape {x.shape}, expected "
                              f"(batch, {self.input_size}) or ({self.input_size},)")
         unbatched = x.ndim == 1
         if unbatched:
             x = x.reshape(1, -1)
-            state = None if state is None else _map_state(state, lambda s: s.reshape(1, -1))
-        new = self.step(self.project(x), self.initial_state(x.shape[0], x) if state is None else state)
+            if state is not None:
+                _checked_parts(self, state)
+                state = _map_state(state, lambda s: s.reshape(1, -1))
+        state = check_state(self, x, state)
+        new = self.step(self.project(x), state)
         return _map_state(new, lambda s: s.reshape(-1)) if unbatched else new
+
+
+def check_state(cell, x, state, name=None):
+    """The state to start from: the cell's initial state when None, else ``state`` checked
+    against it (a Tensor or a tuple like it, each part of its shape, dtype and device), after
+    checking that x is a floating tensor of the cell's parameters' dtype. x: (B, ...)."""
+    name = name or type(cell).__name__
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name}: input has dtype {x.dtype.name}, expected a floating dtype (convert with .float())")
+    for pname, p in cell.named_parameters():
+        if p.dtype != x.dtype:
+            raise TypeError(f"{name}: input is {x.dtype.name} but parameter {pname} is {p.dtype.name}; convert "
+                            f"one of them (x.astype(...), or module.to(dtype=...)) so that they match")
+    reference = cell.initial_state(x.shape[0], x)
+    if state is None:
+        return reference
+    given, expected = _checked_parts(cell, state, name), _parts(reference)
+    if isinstance(state, tuple) != isinstance(reference, tuple) or len(given) != len(expected):
+        kind = f"a tuple of {len(expected)} tensors" if isinstance(reference, tuple) else "a Tensor"
+        got = f"a tuple of {len(given)}" if isinstance(state, tuple) else "a Tensor"
+        raise ValueError(f"{name}: the state must be {kind}, like initial_state gives, got {got}")
+    for i, (s, r) in enumerate(zip(given, expected)):
+        if s.shape != r.shape or s.dtype != r.dtype or s.device != r.device:
+            raise ValueError(f"{name}: state part {i} is {s.shape} {s.dtype.name} on {s.device}, expected "
+                             f"{r.shape} {r.dtype.name} on {r.device} (batch {x.shape[0]}, like the input)")
+    return state
+
+
+def _checked_parts(cell, state, name=None):
+    parts = _parts(state)
+    for i, s in enumerate(parts):
+        if not isinstance(s, Tensor):
+            raise TypeError(f"{name or type(cell).__name__}: state part {i} is a {type(s).__name__}, expected a "
+                            "Tensor (wrap arrays with tg.tensor)")
+    return parts
+
+
+def _parts(state):
+    return list(state) if isinstance(state, tuple) else [state]
 
 
 def _map_state(state, fn):

@@ -18,7 +18,7 @@ from .. import backend
 from .. import functional as F
 from ..tensor import Tensor
 from ..xp import concatenate, stack, unbind, where
-from .cells import RecurrentCell
+from .cells import RecurrentCell, check_state
 from .gru import GRUCell
 from .lstm import LSTMCell
 from .rnn import RNNCell
@@ -66,11 +66,14 @@ def unroll(cell, x, state=None, lengths=None, reverse=False, per_step=False):
     node (the cell's kernel, or its traced step: :mod:`tinygrad_rnn.nn.trace_scan`);
     ``per_step=True``, or a step that cannot be traced, records one ``step`` per time
     step instead, each op a node of its own."""
+    if not isinstance(x, Tensor) or x.ndim != 3:
+        got = f"shape {x.shape}" if isinstance(x, Tensor) else f"a {type(x).__name__}"
+        raise ValueError(f"unroll: x must be a Tensor (steps, batch, features), got {got}")
     steps, batch = x.shape[0], x.shape[1]
     lengths = check_lengths(lengths, steps, batch, minimum=0)
     if reverse:
         x = reverse_time(x, lengths)
-    state = cell.initial_state(batch, x) if state is None else state
+    state = check_state(cell, x[0] if steps else x.reshape(batch, -1), state, type(cell).__name__)
     valid = None if lengths is None else backend.to_device(np.arange(steps)[:, None] < lengths[None, :], x.device)
     scanned = None if per_step else trace_scan.scan(cell, x, state, valid)
     if scanned is not None:
@@ -195,6 +198,12 @@ class Recurrent(Module):
             raise ValueError(f"{name}: input has {x.ndim} dims, expected 3 {layout} or 2 (seq, feature)")
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{name}: input has {x.shape[-1]} features, expected input_size={self.input_size}")
+        if x.dtype.kind != "f":
+            raise TypeError(f"{name}: input has dtype {x.dtype.name}, expected a floating dtype (convert with .float())")
+        for pname, p in self.named_parameters():
+            if p.dtype != x.dtype:
+                raise TypeError(f"{name}: input is {x.dtype.name} but parameter {pname} is {p.dtype.name}; convert "
+                                f"one of them (x.astype(...), or {name.lower()}.to(dtype=...)) so that they match")
         if x.ndim == 2:
             return x.unsqueeze(1), True
         return (x.swapaxes(0, 1) if self.batch_first else x), False
@@ -211,9 +220,15 @@ class Recurrent(Module):
             raise ValueError(f"{name}: the initial state has {len(parts)} parts, the cell's state {len(zeros)}")
         for i, (part, zero) in enumerate(zip(parts, zeros)):
             expected = (count,) + zero.shape
-            if not isinstance(part, Tensor) or part.shape != expected:
-                raise ValueError(f"{name}: initial state part {i} has shape {getattr(part, 'shape', None)}, "
+            if not isinstance(part, Tensor):
+                raise TypeError(f"{name}: initial state part {i} is a {type(part).__name__}, expected a Tensor "
+                                f"of shape {expected} (wrap arrays with tg.tensor)")
+            if part.shape != expected:
+                raise ValueError(f"{name}: initial state part {i} has shape {part.shape}, "
                                  f"expected {expected} (num_layers*directions, batch, state size)")
+            if part.dtype != zero.dtype:
+                raise TypeError(f"{name}: initial state part {i} is {part.dtype.name}, expected {zero.dtype.name} "
+                                "like the input")
         per_part = [unbind(p, axis=0) if count > 1 else [p.squeeze(0)] for p in parts]
         return [tuple(p[j] for p in per_part) if isinstance(hx, tuple) else per_part[0][j] for j in range(count)]
 

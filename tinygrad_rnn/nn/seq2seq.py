@@ -282,6 +282,10 @@ class DecoderStep(RecurrentCell):
         self.input_size = model.tgt_embed.weight.shape[1]
         self.hidden_size = model.hidden_size
 
+    def initial_state(self, batch, like):
+        zeros = creation.zeros(batch, self.hidden_size, dtype=like.dtype, device=like.device)
+        return (zeros,) * (sum(self.layer_parts) + 1)
+
     def pack(self, states, feed):
         """The decoder's per-layer states and the fed-back h~ as one flat tuple state."""
         parts = [p for s in states for p in (s if isinstance(s, tuple) else (s,))]

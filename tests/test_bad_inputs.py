@@ -1,0 +1,70 @@
+"""Bad inputs get a clear error naming what was wrong and what was expected, never a silent
+cast, broadcast or a raw NumPy error from deep inside (regressions of a bad-input audit)."""
+import numpy as np
+import pytest
+
+import tinygrad_rnn as tg
+from tinygrad_rnn import nn
+
+FORMS = {"kernel": dict(fused=True), "traced": dict(fused=False), "per_step": dict(fused=False, per_step=True)}
+
+
+def layer(kind, form, dtype=tg.float32, device="cpu"):
+    return {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind](4, 8, dtype=dtype, device=device, **FORMS[form])
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_mixed_float_dtypes_raise_the_same_in_every_form(device, kind, form):
+    """float64 weights and a float32 input: an error naming both, whichever form runs the steps
+    (the hand-tuned kernel used to compute silently in the input's dtype)."""
+    with pytest.raises(TypeError, match="input is float32 but parameter weight_ih_l0 is float64"):
+        layer(kind, form, tg.float64, device)(tg.randn(5, 3, 4, device=device))
+    h0 = tg.zeros(1, 3, 8, dtype=tg.float64, device=device)
+    state = (h0, h0) if kind == "lstm" else h0
+    with pytest.raises(TypeError, match="initial state part 0 is float64, expected float32"):
+        layer(kind, form, tg.float32, device)(tg.randn(5, 3, 4, device=device), state)
+
+
+@pytest.mark.parametrize("dtype", [tg.int64, tg.bool_])
+def test_integer_or_bool_input_is_a_type_error(device, dtype):
+    x = tg.zeros(5, 3, 4, dtype=dtype, device=device)
+    with pytest.raises(TypeError, match=f"input has dtype {np.dtype(dtype).name}, expected a floating dtype"):
+        nn.GRU(4, 8, device=device)(x)
+    with pytest.raises(TypeError, match="expected a floating dtype"):
+        nn.GRUCell(4, 8, device=device)(x[0])
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "peephole"])
+def test_a_cells_state_is_checked_against_its_input(device, kind):
+    cell = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell, "peephole": nn.PeepholeLSTMCell}[kind](
+        3, 5, device=device)
+    x = tg.randn(3, 3, device=device)
+    tuple_state = kind in ("lstm", "peephole")
+
+    def state(*shape):
+        part = tg.randn(*shape, device=device)
+        return (part, part) if tuple_state else part
+
+    with pytest.raises(ValueError, match=r"state part 0 is \(1, 5\) float32 on cpu|state part 0 is \(1, 5\)"):
+        cell(x, state(1, 5))                          # a batch-1 state is not broadcast to batch 3
+    with pytest.raises(ValueError, match=r"expected \(3, 5\)"):
+        cell(x, state(3, 4))                          # the wrong hidden size
+    with pytest.raises(ValueError, match=r"expected \(3, 5\)"):
+        cell(x, state(3, 5, 1))                       # the wrong rank
+    wrong = tg.randn(3, 5, device=device) if tuple_state else (tg.randn(3, 5, device=device),)
+    with pytest.raises(ValueError, match="the state must be"):
+        cell(x, wrong)                                # a Tensor for an LSTM, a 1-tuple for a GRU
+    with pytest.raises(TypeError, match="state part 0 is a ndarray, expected a Tensor"):
+        cell(x, np.zeros((3, 5), np.float32))
+    seq = tg.randn(4, 3, 3, device=device)
+    with pytest.raises(ValueError, match=r"expected \(3, 5\)"):
+        nn.unroll(cell, seq, state(1, 5))             # the same checks for a whole sequence
+
+
+def test_layer_state_given_as_arrays_or_lists_is_a_type_error(device):
+    x = tg.randn(5, 3, 4, device=device)
+    with pytest.raises(TypeError, match="initial state part 0 is a ndarray, expected a Tensor"):
+        nn.GRU(4, 8, device=device)(x, np.zeros((1, 3, 8), np.float32))
+    with pytest.raises(TypeError, match="initial state part 0 is a list, expected a Tensor"):
+        nn.LSTM(4, 8, device=device)(x, ([[0.0] * 8] * 3, [[0.0] * 8] * 3))
