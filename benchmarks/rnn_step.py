@@ -55,7 +55,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]   # this checkout's tinygrad_rnn, _harness and numpy_rnn
 import tinygrad_rnn as tg  # noqa: E402
 from _harness import best_of, cell, freeze_imports, parse_kinds, peak_bytes, table, timer, write_json_atomic  # noqa: E402
-from numpy_rnn import BACKWARD, FORWARD  # noqa: E402
+from numpy_rnn import BACKWARD, FORWARD, Workspace  # noqa: E402
 
 try:
     import torch
@@ -118,16 +118,18 @@ def make_tinygrad(layer, x, v):
 
 def make_numpy(kind, params, x, v, nonlinearity="tanh"):
     extra = (nonlinearity,) if kind == "rnn" else ()
+    ws = Workspace()     # this problem's buffers, reused by every call (the gradients returned are fresh arrays)
 
     def run():
         t0 = timer()
-        h_last, cache = FORWARD[kind](x, params, *extra)
+        h_last, cache = FORWARD[kind](x, params, *extra, ws=ws)
         loss = np.sum(h_last * v)
         t1 = timer()
         grads = BACKWARD[kind](cache, v)
         t2 = timer()
         return t1 - t0, t2 - t1, (loss, grads)
 
+    run.workspace = ws
     return run, lambda out: (float(out[0]), out[1])
 
 
@@ -344,6 +346,8 @@ def rss_child(impl, config):
     (the kernel's high-water mark is reset in between through /proc/self/clear_refs)."""
     run, _ = make_all("lstm", config)[impl]
     run()
+    if impl == "numpy":
+        run.workspace.clear()        # its buffers count in the step, as the others' do
     gc.collect()
     before = _status_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
