@@ -728,3 +728,24 @@ def test_float32_runs_and_matches_float64(device, kind, mode):
     ref_values, ref_grads = results[F64]
     assert_all_close(values, ref_values, ["value"] * len(values), rtol=1e-4, atol=1e-5)
     assert_all_close(grads, ref_grads, ["gradient"] * len(grads), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("lengths", [None, [7, 3, 5]])
+def test_lstm_kernel_backward_in_chunks_of_steps_equals_the_traced_step(device, monkeypatch, lengths):
+    """The LSTM kernel computes its local derivatives a chunk of steps at a time; with chunks of
+    1 to 3 steps (boundaries inside the masked part too) it still equals the traced step."""
+    from tinygrad_rnn.nn import lstm
+    rng = np.random.default_rng(8)
+    x = tensor(rng.standard_normal((7, 3, 2)), device, grad=True)
+    results = []
+    for chunk_elements, fused in ((None, False), (2 * 3, True), (3 * 2 * 3, True)):   # B * H = 6
+        if chunk_elements is not None:
+            monkeypatch.setattr(lstm, "_CHUNK", chunk_elements)
+        cell = nn.LSTMCell(2, 2, fused=fused, device=device, dtype=F64)
+        randomize(cell, np.random.default_rng(3))
+        out, (h, c) = unroll(cell, x, lengths=lengths)
+        loss = (out * out).sum() + (h * c).sum()
+        results.append([g.numpy() for g in tg.grad(loss, [x] + cell.parameters())])
+    for got in results[1:]:
+        for a, b in zip(got, results[0]):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -25,6 +25,7 @@ from .trace_scan import Kernel, carry, mask_outputs, masked_steps, step_mask
 GATES = GateLayout(i="sigmoid", f="sigmoid", g="tanh", o="sigmoid")
 _FROM_C = slice(0, 3)       # the blocks of i, f, g: the gates whose gradient comes through dc
 _FROM_H = 3                 # the block of o: its gradient comes through dh
+_CHUNK = 1 << 15            # elements per gate in a chunk of steps of the backward pass
 
 
 class LSTMKernel(Kernel):
@@ -35,8 +36,10 @@ class LSTMKernel(Kernel):
         dz_f = dc_t c_{t-1} f (1 - f)          dz_g = dc_t i (1 - g^2)
         dc_{t-1} = dc_t f,    dh_{t-1} = dz W_hh
 
-    The local derivatives of all steps are computed at once after the forward loop;
-    dL/dW_hh, dL/dW_ih and dL/dx are one matmul each over all T*B rows."""
+    The local derivatives are computed a chunk of steps at a time, just before the loop
+    reaches them (while they are in cache: computed for all T at once, they cost per step
+    3x more at T = 10,000 than at T = 100); dL/dW_hh, dL/dW_ih and dL/dx are one matmul
+    each over all T*B rows."""
 
     @staticmethod
     def parameters(cell):
@@ -87,41 +90,34 @@ class LSTMKernel(Kernel):
         acts, (hs, cs) = ctx.cache, ctx.states
         steps, batch, width = acts.shape
         n = width // 4
-        i, f, g, o = (acts[..., GATES.rows(name, n)] for name in GATES.names)
         dz_all = xp.empty((steps, batch, 4, n), acts.dtype)    # d(pre-activation) / (dc or dh), then dz
-        blocks = {name: dz_all[:, :, k] for k, name in enumerate(GATES.names)}
-        derivative_times(xp, blocks["i"], i, g)                 # g i (1 - i)
-        derivative_times(xp, blocks["f"], f, cs[:-1])           # c f (1 - f)
-        xp.multiply(g, g, out=blocks["g"])                      # i (1 - g^2)
-        xp.subtract(1, blocks["g"], out=blocks["g"])
-        blocks["g"] *= i
-        tanh_c = blocks["o"]
-        xp.tanh(cs[1:], out=tanh_c)
-        dc_from_h = tanh_c * tanh_c                             # dc += dh o (1 - tanh^2 c')
-        xp.subtract(1, dc_from_h, out=dc_from_h)
-        dc_from_h *= o
-        derivative_times(xp, tanh_c, o, tanh_c)                 # tanh(c') o (1 - o)
+        chunk = max(1, _CHUNK // (batch * n))
+        dc_from_h = xp.empty((chunk, batch, n), acts.dtype)
         dh, dc = d_final[0].copy(), d_final[1].copy()
         tmp = xp.empty_like(dh)
         reads_out = bool(d_out.any())                           # False when only the final state is used
-        for t in range(steps - 1, -1, -1):
-            mask = step_mask(valid, start, t)
-            if reads_out:
-                dh += d_out[t] if mask is None else d_out[t] * mask
-            dc_in = None if mask is None else dc.copy()
-            xp.multiply(dh, dc_from_h[t], out=tmp)
-            dc += tmp
-            dz = dz_all[t]
-            dz[:, _FROM_C] *= dc[:, None]
-            dz[:, _FROM_H] *= dh
-            dc *= f[t]
-            dz = dz.reshape(batch, width)
-            if mask is not None:
-                dz *= mask
-                carry(xp, dc, dc_in, mask)
-                dh = xp.where(mask, dz @ w, dh)
-            else:
-                xp.matmul(dz, w, out=dh)
+        for stop in range(steps, 0, -chunk):                    # a chunk of steps at a time, the last first:
+            first = max(0, stop - chunk)                        # its local derivatives stay in cache for its loop
+            _local_derivatives(xp, acts[first:stop], cs[first:stop + 1], dz_all[first:stop],
+                               dc_from_h[:stop - first])
+            for t in range(stop - 1, first - 1, -1):
+                mask = step_mask(valid, start, t)
+                if reads_out:
+                    dh += d_out[t] if mask is None else d_out[t] * mask
+                dc_in = None if mask is None else dc.copy()
+                xp.multiply(dh, dc_from_h[t - first], out=tmp)
+                dc += tmp
+                dz = dz_all[t]
+                dz[:, _FROM_C] *= dc[:, None]
+                dz[:, _FROM_H] *= dh
+                dc *= acts[t, :, GATES.rows("f", n)]
+                dz = dz.reshape(batch, width)
+                if mask is not None:
+                    dz *= mask
+                    carry(xp, dc, dc_in, mask)
+                    dh = xp.where(mask, dz @ w, dh)
+                else:
+                    xp.matmul(dz, w, out=dh)
         dz_all = dz_all.reshape(steps, batch, width)
         grads = input_grads(dz_all, x, w_ih, need_x, need_params["weight_ih"])
         if need_params["weight_hh"]:
@@ -131,6 +127,27 @@ class LSTMKernel(Kernel):
             grads["bias_ih"], grads["bias_hh"] = db, db
         dx = grads.pop("x", None)
         return dx, (dh if need_parts[0] else None, dc if need_parts[1] else None), grads
+
+
+def _local_derivatives(xp, acts, cs, dz, dc_from_h):
+    """For a chunk of S steps: dz (S, B, 4, H) gets each gate's d(pre-activation) per unit of the
+    gradient that drives it (dc for i, f, g; dh for o), and dc_from_h (S, B, H) gets
+    o (1 - tanh^2 c'), what dh adds to dc; acts (S, B, 4H) holds the activated gates, cs the
+    S + 1 cell states around the chunk."""
+    n = dz.shape[-1]
+    i, f, g, o = (acts[..., GATES.rows(name, n)] for name in GATES.names)
+    blocks = {name: dz[:, :, k] for k, name in enumerate(GATES.names)}
+    derivative_times(xp, blocks["i"], i, g)                     # g i (1 - i)
+    derivative_times(xp, blocks["f"], f, cs[:-1])               # c f (1 - f)
+    xp.multiply(g, g, out=blocks["g"])                          # i (1 - g^2)
+    xp.subtract(1, blocks["g"], out=blocks["g"])
+    blocks["g"] *= i
+    tanh_c = blocks["o"]
+    xp.tanh(cs[1:], out=tanh_c)
+    xp.multiply(tanh_c, tanh_c, out=dc_from_h)                  # o (1 - tanh^2 c')
+    xp.subtract(1, dc_from_h, out=dc_from_h)
+    dc_from_h *= o
+    derivative_times(xp, tanh_c, o, tanh_c)                     # tanh(c') o (1 - o)
 
 
 class LSTMCell(GatedCell):
