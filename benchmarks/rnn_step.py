@@ -8,7 +8,7 @@ The step, float32, one layer, one direction, zero initial state, x requiring gra
 
 It is timed for three implementations with the same weights and inputs:
 
-* tinygrad_rnn  : ``tg.nn.LSTM`` / ``GRU`` / ``RNN`` (tanh), the fused cells, through the public API;
+* tinygrad_rnn  : ``tg.nn.LSTM`` / ``GRU`` / ``RNN`` (tanh), their hand-tuned kernels, through the public API;
 * NumPy ref     : ``benchmarks/numpy_rnn.py``, the same forward and BPTT written out by hand
                   (one input-projection matmul, one recurrent matmul per step each way, weight
                   gradients in one matmul over all steps): about the limit any NumPy framework
@@ -31,6 +31,10 @@ How it is measured:
   every timed float32 step is also compared (a warning above 1e-3 relative);
 * "backward vs T" repeats the B=16, I=H=64 config at growing T: a flat per-step time
   means the backward pass is linear in T;
+* "cells written as graph ops" times, in one interleaved run per config, the layers of
+  cells that have no kernel (the README's LSTM recipe, Peephole, Coupled, MinimalGated,
+  and the built-in cells' composed steps, ``fused=False``), whose sequences run as the
+  traced step, against the built-in layers and their hand-tuned kernels;
 * peak memory is measured in separate, untimed passes, two ways: with ``tracemalloc``
   (NumPy buffers and Python objects, the peak above what existed before the step;
   PyTorch allocates in C++ out of its sight), and as resident memory for all three:
@@ -55,6 +59,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]   # this checkout's tinygrad_rnn, _harness and numpy_rnn
 import tinygrad_rnn as tg  # noqa: E402
 from _harness import best_of, cell, freeze_imports, parse_kinds, peak_bytes, table, timer, write_json_atomic  # noqa: E402
+from graph_op_cells import LAYERS as GRAPH_OP_LAYERS  # noqa: E402
 from numpy_rnn import BACKWARD, FORWARD, Workspace  # noqa: E402
 
 try:
@@ -68,6 +73,7 @@ IMPLS = ("tinygrad", "numpy", "torch")
 CONFIGS = [(100, 64, 128, 128), (100, 64, 256, 256), (100, 64, 512, 512),
            (50, 1, 64, 64), (1000, 16, 64, 64), (10_000, 16, 64, 64)]
 QUICK_CONFIGS = [(50, 1, 64, 64), (100, 16, 64, 64)]
+GRAPH_OP_CONFIGS = [(100, 64, 256, 256), (1000, 16, 64, 64), (200, 8, 32, 32)]
 LINEAR_T = {"default": (100, 1000, 10_000), "quick": (100, 500)}   # at B=16, I=H=64
 MEMORY_T = {"default": 10_000, "quick": 1000}
 BUDGET_S = {"default": 3.0, "quick": 0.2}        # time for the repeats of one implementation and config
@@ -356,6 +362,36 @@ def rss_child(impl, config):
     print((_status_kib("VmHWM") - before) * 1024)
 
 
+# ----- cells written as graph ops -----
+
+def graph_op_cells(configs, quick):
+    """Layers of cells written only as graph ops (their sequences run as the traced step: the
+    README's LSTM recipe, the variants, the README's MinimalGatedCell, and the built-in cells'
+    own composed steps) against the built-in layers, which run hand-tuned kernels. All take
+    turns in one run per config; each ratio is to the built-in layer named beside it."""
+    rows = []
+    for config in configs:
+        steps, batch, inputs, hidden = config
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((steps, batch, inputs)).astype(np.float32)
+        v = rng.standard_normal((batch, hidden)).astype(np.float32)
+        tg.manual_seed(0)
+        layers = {f"nn.{LAYERS[kind]} (kernel)": getattr(tg.nn, LAYERS[kind])(inputs, hidden) for kind in KINDS}
+        layers.update((name, make(inputs, hidden, tg.float32)) for name, (make, _) in GRAPH_OP_LAYERS.items())
+        times, _ = time_interleaved({name: make_tinygrad(layer, x, v)[0] for name, layer in layers.items()}, quick)
+        for name, t in times.items():
+            reference = f"nn.{LAYERS[GRAPH_OP_LAYERS[name][1]]} (kernel)" if name in GRAPH_OP_LAYERS else None
+            rows.append({"T": steps, "B": batch, "I": inputs, "H": hidden, "layer": name, **t,
+                         "reference": reference,
+                         "over_reference": t["step_ms"] / times[reference]["step_ms"] if reference else None})
+    print("\nCells written as graph ops (sequences run as the traced step) against the built-in layers "
+          "(hand-tuned kernels), ms per training step and the ratio to the built-in named")
+    body = [[f"{r['T']},{r['B']},{r['I']},{r['H']}", r["layer"], r["repeats"], cell(r["fwd_ms"]), cell(r["bwd_ms"]),
+             cell(r["step_ms"]), r["reference"] or "", cell(r["over_reference"], ".2f", "x")] for r in rows]
+    print(table(["T,B,I,H", "layer", "reps", "fwd", "bwd", "step", "against", "ratio"], body))
+    return rows
+
+
 # ----- command line -----
 
 def parse_configs(text, quick):
@@ -414,6 +450,9 @@ def main(argv=None):
         print_kind_table(kind, kind_rows)
         rows += kind_rows
     linear = linearity(kinds, rows, args.quick)
+    graph_ops = graph_op_cells(QUICK_CONFIGS if args.quick else GRAPH_OP_CONFIGS + [c for c in configs
+                                                                                    if c not in GRAPH_OP_CONFIGS],
+                               args.quick) if set(kinds) == set(KINDS) else None
     mem = memory(args.quick) if "lstm" in kinds else None
     elapsed = time.perf_counter() - began
     print(f"\nTotal run time: {elapsed:.0f} s; load average at the end: "
@@ -426,7 +465,7 @@ def main(argv=None):
                      "dtype": "float32", "budget_s": BUDGET_S[mode], "max_repeats": MAX_REPEATS[mode],
                      "min_repeats": MIN_REPEATS[mode], "statistic": "min", "elapsed_s": elapsed},
             "check": {"rtol": CHECK_RTOL, "max_rel_diff": check},
-            "results": rows, "backward_vs_T": linear, "memory": mem})
+            "results": rows, "backward_vs_T": linear, "graph_op_cells": graph_ops, "memory": mem})
     return 0
 
 

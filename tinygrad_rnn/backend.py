@@ -119,6 +119,22 @@ def to_device(array, device):
     return cupy().asarray(array)
 
 
+_CONSTANTS = {}
+
+
+def constant(value, like):
+    """``value`` as an operand beside the array ``like``: a cached 0-d NumPy array of its dtype
+    for a NumPy array (NumPy 2 spends longer promoting a Python scalar than on a small array
+    op), the Python number itself otherwise."""
+    if type(like) is not np.ndarray:
+        return value
+    key = (value, like.dtype)
+    c = _CONSTANTS.get(key)
+    if c is None:
+        c = _CONSTANTS[key] = np.array(value, like.dtype)
+    return c
+
+
 def is_float(dtype):
     return dtype.kind == "f"
 

@@ -448,11 +448,11 @@ class Program:
                     res = bwd(c, *_zero_filled(xp, gouts, self.loop[k].out_meta))
                 if type(res) is not tuple:
                     res = (res,)
-                for j, r, inside, shape, dtype in routes:
+                for j, r, inside, meta in routes:
                     gi = res[j]
                     if gi is None:
                         continue
-                    if type(gi) is not array_type or gi.shape != shape or gi.dtype != dtype:
+                    if type(gi) is not array_type or (meta is not None and (gi.shape, gi.dtype) != meta):
                         gi = _checked(self.loop[k], r, gi, self.meta)
                     target = g if inside else grads
                     old = target[r]
@@ -484,14 +484,17 @@ class Program:
     def _backward_code(self):
         """Per loop instruction, in reverse order: (index, backward, its single output register or
         None, output registers, needs_input_grad inside the loop, (argument position, register,
-        loop-varying?, shape, dtype) of each argument a gradient goes to, deferred operand)."""
+        loop-varying?, (shape, dtype) to check, None for the engine's own ops) of each argument a
+        gradient goes to, deferred operand)."""
         code = []
         for k in range(len(self.loop) - 1, -1, -1):
             ins = self.loop[k]
             needs = ins.needs
             if ins.defer is not None:           # the invariant operand's gradient comes after the loop
                 needs = tuple(n and j == ins.defer for j, n in enumerate(needs))
-            routes = tuple((j, r, r in self.varying) + self.meta[r] for j, r in enumerate(ins.args) if needs[j])
+            trusted = ins.cls.__module__.startswith("tinygrad_rnn.ops.")    # tested to return the right shapes
+            routes = tuple((j, r, r in self.varying, None if trusted else self.meta[r])
+                           for j, r in enumerate(ins.args) if needs[j])
             single = ins.outs[0] if len(ins.outs) == 1 else None
             code.append((k, ins.cls.backward, single, ins.outs, needs, routes, ins.defer))
         return code

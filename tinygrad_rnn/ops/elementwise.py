@@ -268,13 +268,16 @@ class Tanh(Function):
 
 
 def sigmoid_array(a):
-    """1 / (1 + e^-a), computed as (1 + tanh(a/2)) / 2 so it never overflows (in place on the
-    new tanh array: three array operations)."""
-    out = backend.get_array_module(a).tanh(a * 0.5)
-    if out.ndim == 0:
-        return 0.5 * out + 0.5
-    out *= 0.5
-    out += 0.5
+    """1 / (1 + e^-a), computed as (1 + tanh(a/2)) / 2 so it never overflows (in place on one
+    new array)."""
+    xp = backend.get_array_module(a)
+    if getattr(a, "ndim", 0) == 0:
+        return 0.5 * xp.tanh(0.5 * a) + 0.5
+    half = backend.constant(0.5, a)
+    out = xp.multiply(a, half)
+    xp.tanh(out, out=out)
+    out *= half
+    out += half
     return out
 
 

@@ -207,7 +207,9 @@ class Split(Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        return Concatenate.dispatch(*grads, axis=ctx.axis), None, None
+        if ctx.create_graph:
+            return Concatenate.dispatch(*grads, axis=ctx.axis), None, None
+        return ctx.xp.concatenate(grads, axis=ctx.axis), None, None
 
     @staticmethod
     def jvp(ctx, t, *_):
