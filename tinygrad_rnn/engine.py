@@ -13,7 +13,7 @@ after a node has run, its saved arrays and input links are freed unless
 import numpy as np
 
 from . import backend
-from .function import _check_finite, _state
+from .function import _check_finite, _state, freed_error
 from .tensor import Tensor
 
 
@@ -126,7 +126,7 @@ def _seed(tensors, grads, create_graph, name):
 
 
 def _run(roots, retain_graph, create_graph, capture):
-    pending = {}   # node -> gradients of its outputs gathered so far
+    pending = {}   # node -> gradient of its output so far, or of its outputs (a list) when it has several
     leaves = {}    # id(leaf) -> [leaf, gradient gathered so far, whether that array is ours to add into]
     buckets = {}   # generation -> nodes waiting to run
     visit = expand = None
@@ -144,7 +144,9 @@ def _run(roots, retain_graph, create_graph, capture):
             generation -= 1
             for node in nodes:
                 grads = pending.pop(node)
-                if (node.inputs is None or node._out_hooks or node._retained or capture is not None
+                if node.n_outputs == 1:
+                    grads = [grads]
+                if (node._n_in < 0 or node._out_hooks or node._retained or capture is not None
                         or (node.n_outputs > 1 and any(g is None for g in grads))):
                     _complete(node, grads, create_graph, capture)
                     if expand is not None and node not in expand:
@@ -152,24 +154,41 @@ def _run(roots, retain_graph, create_graph, capture):
                 result = _call_backward(node, grads) if create_graph else node.backward(node, *grads)
                 if type(result) is not tuple:
                     result = (result,)
-                if len(result) != len(node.inputs) or anomaly:
+                n_in = node._n_in
+                if len(result) != n_in or anomaly:
                     _check_result(node, result)
-                for i, (inp, g, needed) in enumerate(zip(node.inputs, result, node.needs_input_grad)):
+                # For an input that needs grad the slots hold the node that made it (output
+                # in_index[i]) or, for a leaf, the Tensor itself.
+                edges = (node._in0,) if n_in == 1 else (node._in0, node._in1) if n_in == 2 else node._edges(n_in)
+                in_index = node._in_index
+                for i, (inp, g, needed) in enumerate(zip(edges, result, node.needs_input_grad)):
                     if g is None or not needed:
                         continue
-                    data = inp.data
-                    if create_graph or type(g) is not np.ndarray or g.shape != data.shape or g.dtype != data.dtype:
-                        g = _checked_grad(node, i, inp, g, create_graph)
-                    parent = inp.grad_fn
-                    if parent is None or visit is not None:
+                    if isinstance(inp, Tensor):
+                        data = inp.data
+                        if create_graph or type(g) is not np.ndarray or g.shape != data.shape or g.dtype != data.dtype:
+                            g = _checked_grad(node, i, data, g, create_graph)
                         _deliver(inp, g, pending, buckets, leaves, create_graph, visit)
                         continue
-                    slots = pending.get(parent)        # the common case of _deliver, inlined
-                    if slots is None:
-                        slots = pending[parent] = [None] * parent.n_outputs
-                        _queue(buckets, parent)
-                    old = slots[inp._index]
-                    slots[inp._index] = g if old is None else old + g
+                    parent, index = inp, in_index[i] if in_index else 0
+                    try:
+                        data = parent._out_arrays[index]
+                    except IndexError:                  # () once an earlier backward released parent
+                        raise freed_error(parent) from None
+                    if create_graph or type(g) is not np.ndarray or g.shape != data.shape or g.dtype != data.dtype:
+                        g = _checked_grad(node, i, data, g, create_graph)
+                    if visit is not None:
+                        _deliver_to_node(parent, index, g, pending, buckets, visit)
+                        continue
+                    if parent.n_outputs == 1:          # the common case of _deliver_to_node, inlined
+                        old = pending.get(parent)
+                        if old is None:
+                            pending[parent] = g
+                            _queue(buckets, parent)
+                        else:
+                            pending[parent] = old + g
+                    else:
+                        _deliver_to_node(parent, index, g, pending, buckets, None)
                 if not retain_graph:
                     node.release()
         for t, g, owned in leaves.values():
@@ -187,8 +206,8 @@ def _call_backward(node, grads):
         del node._graph_mode
 
 
-def _checked_grad(node, i, inp, g, create_graph):
-    """``g`` as an array (or a Tensor under create_graph) of the input's shape and dtype."""
+def _checked_grad(node, i, data, g, create_graph):
+    """``g`` as an array (or a Tensor under create_graph) of the shape and dtype of input ``i``'s ``data``."""
     if create_graph:
         if not isinstance(g, Tensor):
             raise RuntimeError(f"{type(node).__name__}.backward returned an array for input {i} under "
@@ -196,7 +215,6 @@ def _checked_grad(node, i, inp, g, create_graph):
                                "differentiated again")
     elif type(g) is not np.ndarray:
         g = _plain_array(g)
-    data = inp.data
     if g.shape != data.shape:
         raise RuntimeError(f"{type(node).__name__}.backward returned a gradient of shape {g.shape} "
                            f"for input {i}, expected {data.shape}")
@@ -223,14 +241,22 @@ def _deliver(t, g, pending, buckets, leaves, create_graph, visit):
         else:
             entry[1] += g                   # our own array: add in place, no new array per use
         return
+    _deliver_to_node(node, t._index, g, pending, buckets, visit)
+
+
+def _deliver_to_node(node, index, g, pending, buckets, visit):
+    """Add ``g`` to what output ``index`` of ``node`` (queued on first use) has gathered."""
     if visit is not None and node not in visit:
         return
-    slots = pending.get(node)
-    if slots is None:
-        slots = pending[node] = [None] * node.n_outputs
+    old = pending.get(node)
+    if old is None:
         _queue(buckets, node)
-    old = slots[t._index]
-    slots[t._index] = g if old is None else old + g
+    if node.n_outputs == 1:     # the gradient itself: no list per node, nothing new for the collector to track
+        pending[node] = g if old is None else old + g
+        return
+    slots = pending[node] = [None] * node.n_outputs if old is None else old
+    old = slots[index]
+    slots[index] = g if old is None else old + g
 
 
 def _finish_leaf(t, g, owned, create_graph, capture):
@@ -256,10 +282,8 @@ def _finish_leaf(t, g, owned, create_graph, capture):
 
 def _complete(node, grads, create_graph, capture):
     """Fill in zeros for unused outputs, run output hooks and retain_grad, capture for tg.grad."""
-    if node.inputs is None:
-        raise RuntimeError(
-            f"{type(node).__name__}: trying to backward through the graph a second time, but its saved "
-            "arrays were freed; pass retain_graph=True to the first backward if you need to")
+    if node._n_in < 0:
+        raise freed_error(node)
     for i, g in enumerate(grads):
         if g is None:
             zeros = backend.get_array_module(node._out_arrays[i]).zeros_like(node._out_arrays[i])
@@ -282,8 +306,8 @@ def _complete(node, grads, create_graph, capture):
 
 def _check_result(node, result):
     name = type(node).__name__
-    if len(result) != len(node.inputs):
-        raise RuntimeError(f"{name}.backward returned {len(result)} gradients, expected {len(node.inputs)} "
+    if len(result) != node._n_in:
+        raise RuntimeError(f"{name}.backward returned {len(result)} gradients, expected {node._n_in} "
                            "(one per argument of apply, None for those without a gradient)")
     _check_finite(name, "backward", [r.data if isinstance(r, Tensor) else r for r in result], node._stack)
 

@@ -146,7 +146,16 @@ class Function:
     # Set by apply() when the call is recorded in the graph. Slots keep a node
     # small; "__dict__" stays so that forward may store anything on ctx (the
     # dict is only made when it does).
-    __slots__ = ("inputs", "needs_input_grad", "generation", "n_outputs", "_saved", "_out_arrays", "__dict__")
+    #
+    # The graph holds nodes, not intermediate Tensors: the n arguments of apply sit
+    # in the slots _in0.._in3 (as one tuple in _in0 past four), and an argument that
+    # a node made is kept as that node (its output index in _in_index, None when all
+    # are 0). A recorded op thus leaves one object for the cyclic garbage collector
+    # to track instead of three (output Tensor, node, inputs tuple); every full
+    # collection walks all of them, so a long unroll pays for each one again and
+    # again. ``inputs`` rebuilds the tuple of arguments on demand.
+    __slots__ = ("_in0", "_in1", "_in2", "_in3", "_n_in", "_in_index",
+                 "needs_input_grad", "generation", "n_outputs", "_saved", "_out_arrays", "__dict__")
 
     differentiable = True     # False for ops with no gradient (comparisons): their outputs never require grad
     _graph_mode = False       # True while a create_graph backward runs this node
@@ -189,6 +198,66 @@ class Function:
             return xp
         return self._xp
 
+    @property
+    def inputs(self):
+        """The arguments of apply as a tuple, None once ``release`` has run. An argument
+        that a node made comes back as a Tensor with the same ``grad_fn``, ``_index``
+        and data (the very object if it called retain_grad and is alive, else a new
+        one); leaves and other arguments are the objects passed. Raises if a node
+        that made an argument was released by a backward since."""
+        n = self._n_in
+        if n < 0:
+            return None
+        return tuple(self._input(k, e) for k, e in enumerate(self._edges(n)))
+
+    @inputs.setter
+    def inputs(self, args):
+        """Set the arguments as they are (a ctx made by hand, e.g. to run a jvp rule on arrays);
+        None marks the node released."""
+        self._in0 = self._in1 = self._in2 = self._in3 = self._in_index = None
+        if args is None:
+            self._n_in = -1
+            return
+        args = tuple(args)
+        n = self._n_in = len(args)
+        if n > 4:
+            self._in0 = args
+        else:
+            for name, a in zip(("_in0", "_in1", "_in2", "_in3"), args):
+                setattr(self, name, a)
+
+    def _edges(self, n):
+        """What the slots hold for the n arguments (a node for a Tensor that a node made)."""
+        if n == 1:
+            return (self._in0,)
+        if n == 2:
+            return self._in0, self._in1
+        if n == 3:
+            return self._in0, self._in1, self._in2
+        if n == 4:
+            return self._in0, self._in1, self._in2, self._in3
+        return self._in0 if n else ()
+
+    def _input(self, k, e):
+        """Argument ``k`` from its slot ``e``: a node stands for one of its outputs exactly when
+        the argument needs grad (a Function passed as a plain argument never does)."""
+        if isinstance(e, Function) and self.needs_input_grad[k]:
+            index = self._in_index
+            return e._output_tensor(index[k] if index else 0)
+        return e
+
+    def _output_tensor(self, i):
+        """A Tensor for output ``i``: the one that called retain_grad while it is alive (it holds
+        the ``.grad``), else a new one with the same data, grad_fn and index."""
+        if self._retained is not None:
+            ref = self._retained.get(i)
+            t = None if ref is None else ref()
+            if t is not None:
+                return t
+        if self._n_in < 0:
+            raise freed_error(self)
+        return Tensor._make(self._out_arrays[i], True, self, i)
+
     def _as_graph_tensor(self, array):
         from .tensor import Tensor
         for inp in self.inputs:
@@ -207,8 +276,8 @@ class Function:
     def apply(cls, *args, **kwargs):
         """Run forward on the arrays of ``args`` and record the node if needed."""
         ctx = cls()
-        arrays, needs = [], []
-        record, generation, array_type = False, 0, None
+        arrays, needs, edges = [], [], []
+        record, generation, array_type, index = False, 0, None, None
         for a in args:
             if isinstance(a, Tensor):
                 data = a.data
@@ -219,11 +288,21 @@ class Function:
                 arrays.append(data)
                 needs.append(a._requires_grad)
                 node = a.grad_fn
-                if node is not None and node.generation > generation:
+                if node is None:
+                    edges.append(a)
+                    continue
+                if node.generation > generation:
                     generation = node.generation
+                if node._n_in < 0:          # a backward released its node: keep the Tensor, data and all
+                    edges.append(a)
+                    continue
+                if a._index:
+                    index = _with_index(index, len(edges), a._index, len(args))
+                edges.append(node)
             else:
                 arrays.append(a)
                 needs.append(False)
+                edges.append(a)
         out = cls.forward(ctx, *arrays, **kwargs)
         state = _state
         record = state.enabled and True in needs and cls.differentiable
@@ -241,7 +320,19 @@ class Function:
         if state.anomaly:
             _check_finite(cls.__name__, "forward", outs)
         if record:
-            ctx.inputs = args
+            n = len(edges)
+            if n == 1:
+                ctx._in0 = edges[0]
+            elif n == 2:
+                ctx._in0, ctx._in1 = edges
+            elif n == 3:
+                ctx._in0, ctx._in1, ctx._in2 = edges
+            elif n == 4:
+                ctx._in0, ctx._in1, ctx._in2, ctx._in3 = edges
+            else:
+                ctx._in0 = tuple(edges)
+            ctx._n_in = n
+            ctx._in_index = index
             ctx.needs_input_grad = tuple(needs)
             ctx.generation = generation + 1
             ctx.n_outputs = len(outs)
@@ -268,8 +359,22 @@ class Function:
         """Drop the inputs and saved arrays once backward no longer needs them
         (``inputs`` reads None after). With its inputs gone the node no longer
         holds the rest of the graph, whatever else forward stored on it."""
-        self.inputs = None
+        self._n_in = -1
+        self._in0 = self._in1 = self._in2 = self._in3 = None
         self._saved = self._out_arrays = ()
+
+
+def freed_error(node):
+    return RuntimeError(
+        f"{type(node).__name__}: trying to backward through the graph a second time, but its saved "
+        "arrays were freed; pass retain_graph=True to the first backward if you need to")
+
+
+def _with_index(index, k, i, n):
+    """The output indices of the n arguments (all 0 if ``index`` is None) with argument k's set to i."""
+    index = [0] * n if index is None else list(index)
+    index[k] = i
+    return tuple(index)
 
 
 def _rewrap_saved(ctx, raw, outs):
