@@ -20,6 +20,7 @@ from ..tensor import Tensor
 from ..xp import split
 from . import init
 from .module import Module, Parameter
+from . import trace_scan
 from .trace_scan import named
 
 
@@ -120,7 +121,10 @@ class RecurrentCell(Module):
                 _checked_parts(self, state)
                 state = _map_state(state, lambda s: s.reshape(1, -1))
         state = check_state(self, x, state)
-        new = self.step(self.project(x), state)
+        if self.kernel is not None:         # the hand-tuned kernel over one step: one graph node per call
+            _, new = trace_scan.scan(self, x.reshape((1,) + x.shape), state, None)
+        else:
+            new = self.step(self.project(x), state)
         return _map_state(new, lambda s: s.reshape(-1)) if unbatched else new
 
 

@@ -74,7 +74,7 @@ class GRUKernel(Kernel):
             mask = step_mask(valid, start, t)
             if mask is not None:
                 carry(xp, new, hs[t], mask)
-        ctx.start, ctx.cache, ctx.states = start, acts, [hs]
+        ctx.start, ctx.cache, ctx.states = start, acts, (hs,)
         return mask_outputs(xp, hs[1:], valid, start), hs[steps].copy()
 
     @staticmethod

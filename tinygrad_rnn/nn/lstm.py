@@ -80,7 +80,7 @@ class LSTMKernel(Kernel):
             if mask is not None:
                 carry(xp, hs[t + 1], hs[t], mask)
                 carry(xp, cs[t + 1], cs[t], mask)
-        ctx.start, ctx.cache, ctx.states = start, acts, [hs, cs]
+        ctx.start, ctx.cache, ctx.states = start, acts, (hs, cs)
         return mask_outputs(xp, hs[1:], valid, start), hs[steps].copy(), cs[steps].copy()
 
     @staticmethod

@@ -51,7 +51,7 @@ class RNNKernel(Kernel):
             mask = step_mask(valid, start, t)
             if mask is not None:
                 carry(xp, new, hs[t], mask)
-        ctx.start, ctx.states = start, [hs]
+        ctx.start, ctx.states = start, (hs,)
         return mask_outputs(xp, hs[1:], valid, start), hs[steps].copy()
 
     @staticmethod

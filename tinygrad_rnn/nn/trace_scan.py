@@ -67,7 +67,7 @@ from .. import backend
 from ..engine import grad as graph_grad
 from ..function import Function, no_grad, recording
 from ..function import DataDependentError
-from ..ops import MatMul
+from ..ops import MatMul, Reshape
 from ..tensor import Tensor
 from ..xp import stack, where
 
@@ -593,8 +593,12 @@ class Program:
         return (stack(outputs, axis=0),) + tuple(state)
 
     def graph_backward(self, ctx, grads):
-        """Backward under create_graph: replay on Tensors and differentiate that."""
-        inputs = ctx.saved_tensors
+        """Backward under create_graph: replay on Tensors and differentiate that. The replay reads
+        aliases of the node's inputs (identity reshapes), and the gradients are taken at them: a
+        parameter that also made one of the inputs (a cell called step after step) gets here
+        only what flows through this node; the engine adds the rest through the graph."""
+        inputs = [Reshape.apply(t, t.shape) if isinstance(t, Tensor) and t.requires_grad else t
+                  for t in ctx.saved_tensors]
         n_state = self.n_state
         x, parts, invariants = inputs[0], inputs[1:1 + n_state], inputs[1 + n_state:]
         outputs = self.on_graph(x, parts, invariants, ctx.valid)
@@ -941,29 +945,29 @@ class Kernel:
         raise NotImplementedError
 
 
-class KernelProgram(Program):
+class KernelProgram:
     """The program of a cell with a kernel: the kernel runs forward and backward; the traced
-    program is built only when forward mode, create_graph or a study tool asks for it."""
+    program is built only when forward mode, create_graph or a study tool asks for it. One is
+    made per node (a cell called step by step makes one per step), so it holds tuples only."""
+
+    __slots__ = ("cell", "kernel", "n_state", "names", "param_names", "input_tensors", "_traced")
 
     def __init__(self, cell, kernel, n_state):
-        super().__init__(cell)
-        self.kernel, self._n_state, self._traced = kernel, n_state, None
-        self.param_names = [name for name, p in kernel.parameters(cell) if p is not None]
-        self.input_tensors = [p for _, p in kernel.parameters(cell) if p is not None]
-
-    @property
-    def n_state(self):
-        return self._n_state
+        named = tuple(kernel.parameters(cell))
+        self.cell, self.kernel, self.n_state, self._traced = cell, kernel, n_state, None
+        self.names = tuple(name for name, _ in named)
+        self.param_names = tuple(name for name, p in named if p is not None)
+        self.input_tensors = tuple(p for _, p in named if p is not None)
 
     def forward(self, ctx, x, parts, invariants, valid):
-        params = dict.fromkeys((name for name, _ in self.kernel.parameters(self.cell)), None)
+        params = dict.fromkeys(self.names)
         params.update(zip(self.param_names, invariants))
         ctx.params = params
         return self.kernel.forward(ctx, self.cell, x, parts, params, valid)
 
     def backward(self, ctx, d_out, d_final):
-        needs, n = ctx.needs_input_grad, self._n_state
-        need_params = dict.fromkeys(ctx.params, False)
+        needs, n = ctx.needs_input_grad, self.n_state
+        need_params = dict.fromkeys(self.names, False)
         need_params.update(zip(self.param_names, needs[1 + n:]))
         dx, d_parts, d_params = self.kernel.backward(ctx, d_out, d_final, needs[0], needs[1:1 + n], need_params)
         return (dx,) + tuple(d_parts) + tuple(d_params.get(name) for name in self.param_names)
@@ -972,12 +976,12 @@ class KernelProgram(Program):
         """The traced :class:`Program` of the cell, on this node's own inputs."""
         if self._traced is None:
             x, *rest = ctx.saved_tensors
-            parts = [r for r in rest[:self._n_state]]
+            parts = [r for r in rest[:self.n_state]]
             live = [p for _, p in self.kernel.parameters(self.cell) if p is not None]
             if len(live) != len(self.input_tensors) or any(a is not b for a, b in zip(live, self.input_tensors)):
                 raise RuntimeError(f"{type(self.cell).__name__}: its parameters were replaced after the forward "
                                    "pass, so the sequence cannot be replayed")
-            like = tuple(parts) if self._n_state > 1 else parts[0]
+            like = tuple(parts) if self.n_state > 1 else parts[0]
             program = Program.trace(self.cell, _as_data(x), [_as_data(p) for p in parts], like)
             position = {id(p): i for i, p in enumerate(self.input_tensors)}
             if any(id(t) not in position for t in program.input_tensors):

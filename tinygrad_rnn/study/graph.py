@@ -76,7 +76,8 @@ class UnrolledGraph:
         self.nodes, self.leaves, self.consumers = _walk(roots)
         self.redirect = {}
         first_layer = 1 + max((layer for layer, _ in states), default=-1)
-        expanded = _expand_scans(self, first_layer)
+        listed = {t.grad_fn for parts in states.values() for t in parts if t.grad_fn is not None}
+        expanded = _expand_scans(self, first_layer, keep=listed)
         self.state_steps = sorted(key for key in states if key[1] >= 0)
         self.steps = sorted(set(self.state_steps) | set(expanded.values()))
         self.cluster = _assign(self, states)
@@ -198,11 +199,12 @@ def _param_names(params):
 
 
 # ----------------------------------------------------------------- whole-sequence nodes
-def _expand_scans(graph, first_layer):
+def _expand_scans(graph, first_layer, keep=()):
     """Replace each whole-sequence node (``nn.trace_scan.Scan``) by its per-step graph, replayed from
     its tape on its own inputs; returns {node of an expansion: (layer, step)}, layers numbered
-    from ``first_layer`` in the order the nodes run."""
-    scans = sorted((n for n in graph.nodes if isinstance(n, Scan)), key=lambda n: n.generation)
+    from ``first_layer`` in the order the nodes run. Nodes in ``keep`` stay as they are (a cell
+    with a kernel called step by step makes one such node per step: the step of a listed state)."""
+    scans = sorted((n for n in graph.nodes if isinstance(n, Scan) and n not in keep), key=lambda n: n.generation)
     clusters = {}
     for layer, scan in enumerate(scans, start=first_layer):
         program = scan.program.traced(scan)
