@@ -749,3 +749,23 @@ def test_lstm_kernel_backward_in_chunks_of_steps_equals_the_traced_step(device, 
     for got in results[1:]:
         for a, b in zip(got, results[0]):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_a_kernel_cell_called_step_by_step_is_one_node_per_step_and_sees_new_parameters(device):
+    """cell(x_t, h) of a cell with a kernel is one graph node; the program the cell keeps between
+    calls is made anew when a parameter is replaced, so the replacement is what the next call uses."""
+    rng = np.random.default_rng(2)
+    cell = nn.LSTMCell(2, 3, device=device, dtype=F64)
+    x = tensor(rng.standard_normal((2, 2)), device)
+    h, c = cell(x)
+    assert isinstance(h.grad_fn, trace_scan.Scan) and h.grad_fn is c.grad_fn
+    reference = nn.LSTMCell(2, 3, fused=False, device=device, dtype=F64)
+    reference.load_state_dict(cell.state_dict())
+    np.testing.assert_allclose(h.numpy(), reference(x)[0].numpy(), rtol=1e-12)
+    cell.weight_hh = nn.Parameter(tensor(rng.standard_normal((12, 3)), device))
+    reference.load_state_dict(cell.state_dict())
+    state = (h.detach(), c.detach())
+    np.testing.assert_allclose(cell(x, state)[0].numpy(), reference(x, state)[0].numpy(), rtol=1e-12)
+    loss = cell(x, state)[0].sum()
+    loss.backward()
+    assert cell.weight_hh.grad is not None

@@ -947,17 +947,28 @@ class Kernel:
 
 class KernelProgram:
     """The program of a cell with a kernel: the kernel runs forward and backward; the traced
-    program is built only when forward mode, create_graph or a study tool asks for it. One is
-    made per node (a cell called step by step makes one per step), so it holds tuples only."""
+    program is built only when forward mode, create_graph or a study tool asks for it, and kept
+    on the node. The cell keeps its KernelProgram while its parameters stay the same tensors, so
+    a cell called step by step leaves one object per step for the garbage collector: the node."""
 
-    __slots__ = ("cell", "kernel", "n_state", "names", "param_names", "input_tensors", "_traced")
+    __slots__ = ("cell", "kernel", "n_state", "names", "param_names", "input_tensors")
 
-    def __init__(self, cell, kernel, n_state):
-        named = tuple(kernel.parameters(cell))
-        self.cell, self.kernel, self.n_state, self._traced = cell, kernel, n_state, None
+    def __init__(self, cell, kernel, n_state, named):
+        self.cell, self.kernel, self.n_state = cell, kernel, n_state
         self.names = tuple(name for name, _ in named)
         self.param_names = tuple(name for name, p in named if p is not None)
         self.input_tensors = tuple(p for _, p in named if p is not None)
+
+    @classmethod
+    def of(cls, cell, kernel, n_state):
+        """The cell's KernelProgram, made anew when its kernel, state or parameters changed."""
+        named = tuple(kernel.parameters(cell))
+        program = cell.__dict__.get("_kernel_program")
+        if (program is None or program.kernel is not kernel or program.n_state != n_state
+                or program.names != tuple(name for name, _ in named)
+                or not _same_objects(program.input_tensors, [p for _, p in named if p is not None])):
+            program = cell.__dict__["_kernel_program"] = cls(cell, kernel, n_state, named)
+        return program
 
     def forward(self, ctx, x, parts, invariants, valid):
         params = dict.fromkeys(self.names)
@@ -974,7 +985,7 @@ class KernelProgram:
 
     def traced(self, ctx):
         """The traced :class:`Program` of the cell, on this node's own inputs."""
-        if self._traced is None:
+        if getattr(ctx, "traced_program", None) is None:
             x, *rest = ctx.saved_tensors
             parts = [r for r in rest[:self.n_state]]
             live = [p for _, p in self.kernel.parameters(self.cell) if p is not None]
@@ -996,11 +1007,15 @@ class KernelProgram:
             program.inputs = [by_position[i] for i in range(len(self.input_tensors))]
             program.input_tensors = list(self.input_tensors)
             program.warm = None
-            self._traced = program
-        return self._traced
+            ctx.traced_program = program
+        return ctx.traced_program
 
     def graph_backward(self, ctx, grads):
         return self.traced(ctx).graph_backward(ctx, grads)
+
+
+def _same_objects(a, b):
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
 
 def _as_data(t):
@@ -1018,7 +1033,7 @@ def scan(cell, x, state, valid):
     parts = _parts_of(state)
     kernel = getattr(cell, "kernel", None)
     if kernel is not None:
-        program = KernelProgram(cell, kernel, len(parts))
+        program = KernelProgram.of(cell, kernel, len(parts))
         inputs = program.input_tensors
     else:
         try:
