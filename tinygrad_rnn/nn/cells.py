@@ -16,6 +16,7 @@ and its hand-tuned kernel: :mod:`~tinygrad_rnn.nn.rnn`, :mod:`~tinygrad_rnn.nn.l
 import math
 
 from .. import creation
+from ..function import is_recording
 from ..tensor import Tensor
 from ..xp import split
 from . import init
@@ -108,7 +109,9 @@ class RecurrentCell(Module):
         return state[0] if isinstance(state, tuple) else state
 
     def forward(self, x, state=None):
-        """One step on x (B, input_size) or (input_size,); returns the new state."""
+        """One step on x (B, input_size) or (input_size,); returns the new state. A cell with a
+        kernel runs it over one step (one graph node), except inside a step being traced (a
+        decoder step calling its cells), where the tracer must see the composed step's ops."""
         if not isinstance(x, Tensor):
             raise TypeError(f"{type(self).__name__}: input must be a Tensor, got {type(x).__name__}")
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
@@ -121,7 +124,7 @@ class RecurrentCell(Module):
                 _checked_parts(self, state)
                 state = _map_state(state, lambda s: s.reshape(1, -1))
         state = check_state(self, x, state)
-        if self.kernel is not None:         # the hand-tuned kernel over one step: one graph node per call
+        if self.kernel is not None and not is_recording():   # the kernel over one step: one node per call
             _, new = trace_scan.scan(self, x.reshape((1,) + x.shape), state, None)
         else:
             new = self.step(self.project(x), state)

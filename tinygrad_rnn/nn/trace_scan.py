@@ -418,6 +418,7 @@ class Program:
         deferred = {k: [] for k in ctx.deferred_operands}
         code = self._backward_code()
         array_type = type(d_out)
+        owned = set()           # invariant registers whose gradient array this pass made (safe to add into)
         for t in range(steps - 1, -1, -1):
             mask = step_mask(valid, start, t)
             g = [None] * self.count
@@ -454,9 +455,16 @@ class Program:
                         continue
                     if type(gi) is not array_type or (meta is not None and (gi.shape, gi.dtype) != meta):
                         gi = _checked(self.loop[k], r, gi, self.meta)
-                    target = g if inside else grads
-                    old = target[r]
-                    target[r] = gi if old is None else old + gi
+                    if inside:
+                        old = g[r]
+                        g[r] = gi if old is None else old + gi
+                    elif r in owned:                    # a loop invariant's sum over steps: ours, add in place
+                        grads[r] += gi
+                    else:
+                        old = grads[r]
+                        grads[r] = gi if old is None else old + gi
+                        if old is not None:
+                            owned.add(r)
             for k, r in enumerate(self.state_in):
                 d = g[r]
                 if d is None:
