@@ -399,3 +399,41 @@ def test_raw_array_backward_under_create_graph_raises(device):
     with pytest.raises(RuntimeError, match="RawBackward.*create_graph"):
         tg.grad(RawBackward.apply(x).sum(), x, create_graph=True)
     assert tg.is_grad_enabled()
+
+
+class TwoOutputs(tg.Function):
+    """(2a, 3a); backward records what it was given."""
+    seen = []
+
+    @staticmethod
+    def forward(ctx, a):
+        return 2 * a, 3 * a
+
+    @staticmethod
+    def backward(ctx, g1, g2):
+        TwoOutputs.seen.append((g1, g2))
+        return (0 if g1 is None else 2 * g1) + (0 if g2 is None else 3 * g2)
+
+
+class LazyTwoOutputs(TwoOutputs):
+    materialize_grads = False
+
+
+@pytest.mark.parametrize("cls, materialized", [(TwoOutputs, True), (LazyTwoOutputs, False)])
+def test_unused_outputs_get_zeros_or_none_as_the_op_asks(cls, materialized):
+    """An output no gradient reached comes to backward as zeros, or as None for an op with
+    materialize_grads = False (a whole-sequence layer whose outputs nobody reads)."""
+    a = tg.tensor([1.0, 2.0], dtype=tg.float64, requires_grad=True)
+    TwoOutputs.seen.clear()
+    _, second = cls.apply(a)
+    second.sum().backward()
+    (g1, g2), = TwoOutputs.seen
+    assert (g1 is None) != materialized
+    if materialized:
+        np.testing.assert_array_equal(g1, [0.0, 0.0])
+    np.testing.assert_array_equal(a.grad.numpy(), [3.0, 3.0])
+    TwoOutputs.seen.clear()
+    first, second = cls.apply(a)
+    first.retain_grad()                        # a retained output is given zeros all the same
+    second.sum().backward()
+    np.testing.assert_array_equal(TwoOutputs.seen[0][0], [0.0, 0.0])

@@ -285,7 +285,7 @@ def _complete(node, grads, create_graph, capture):
     if node._n_in < 0:
         raise freed_error(node)
     for i, g in enumerate(grads):
-        if g is None:
+        if g is None and (node.materialize_grads or i in (node._out_hooks or ()) or i in (node._retained or ())):
             zeros = backend.get_array_module(node._out_arrays[i]).zeros_like(node._out_arrays[i])
             grads[i] = Tensor._make(zeros, False, None, 0) if create_graph else zeros
     if node._out_hooks:

@@ -158,6 +158,7 @@ class Function:
                  "needs_input_grad", "generation", "n_outputs", "_saved", "_out_arrays", "__dict__")
 
     differentiable = True     # False for ops with no gradient (comparisons): their outputs never require grad
+    materialize_grads = True  # False: backward gets None (not zeros) for an output no gradient reached
     _graph_mode = False       # True while a create_graph backward runs this node
     _xp = np
     _stack = None             # where the node was created, under detect_anomaly

@@ -91,7 +91,7 @@ class GRUKernel(Kernel):
         d_gh = xp.empty((steps, batch, 3 * n), x.dtype)      # [dz_r, dz_z, dq]: the recurrent side
         d_pn = xp.empty((steps, batch, n), x.dtype)          # dp_n: the input side of the candidate
         dh, rec = d_final[0].copy(), xp.empty_like(d_final[0])
-        reads_out = bool(d_out.any())
+        reads_out = d_out is not None
         for t in range(steps - 1, -1, -1):
             mask = step_mask(valid, start, t)
             if reads_out:

@@ -95,7 +95,8 @@ class LSTMKernel(Kernel):
         dc_from_h = xp.empty((chunk, batch, n), acts.dtype)
         dh, dc = d_final[0].copy(), d_final[1].copy()
         tmp = xp.empty_like(dh)
-        reads_out = bool(d_out.any())                           # False when only the final state is used
+        forget = acts[..., GATES.rows("f", n)]
+        reads_out = d_out is not None                           # False when only the final state is used
         for stop in range(steps, 0, -chunk):                    # a chunk of steps at a time, the last first:
             first = max(0, stop - chunk)                        # its local derivatives stay in cache for its loop
             _local_derivatives(xp, acts[first:stop], cs[first:stop + 1], dz_all[first:stop],
@@ -110,7 +111,7 @@ class LSTMKernel(Kernel):
                 dz = dz_all[t]
                 dz[:, _FROM_C] *= dc[:, None]
                 dz[:, _FROM_H] *= dh
-                dc *= acts[t, :, GATES.rows("f", n)]
+                dc *= forget[t]
                 dz = dz.reshape(batch, width)
                 if mask is not None:
                     dz *= mask

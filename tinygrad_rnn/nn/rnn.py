@@ -62,7 +62,7 @@ class RNNKernel(Kernel):
         slope = 1 - hs[1:] * hs[1:] if ctx.nonlinearity == "tanh" else (hs[1:] > 0).astype(x.dtype)
         da_all = xp.empty_like(slope)
         dh = d_final[0].copy()
-        reads_out = bool(d_out.any())
+        reads_out = d_out is not None
         for t in range(steps - 1, -1, -1):
             mask = step_mask(valid, start, t)
             if reads_out:

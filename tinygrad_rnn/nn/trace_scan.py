@@ -404,20 +404,21 @@ class Program:
         return reached
 
     def backward(self, ctx, d_out, d_final):
-        """Gradients for (x, state parts..., invariant inputs...), as the node returns them."""
+        """Gradients for (x, state parts..., invariant inputs...), as the node returns them;
+        ``d_out`` None when no gradient reached the outputs."""
         self.prepare_backward(ctx.needs_input_grad)
         xp = ctx.xp
-        steps = d_out.shape[0]
+        steps = ctx.states[0].shape[0] - 1
         valid, start = ctx.valid, ctx.start
         grads = [None] * self.count
         d_p = xp.zeros((steps,) + self.meta[self.step_p_reg][0], self.meta[self.step_p_reg][1])
         d_state = [g.copy() for g in d_final]
-        reads_out = bool(d_out.any())
+        reads_out = d_out is not None
         out_part = _index_of(self.out_reg, self.state_out)
         varying = self.varying
         deferred = {k: [] for k in ctx.deferred_operands}
         code = self._backward_code()
-        array_type = type(d_out)
+        array_type = type(d_final[0])
         owned = set()           # invariant registers whose gradient array this pass made (safe to add into)
         for t in range(steps - 1, -1, -1):
             mask = step_mask(valid, start, t)
@@ -635,10 +636,10 @@ class Program:
 class _StepTrace:
     """One traced call of the step: its instructions and the registers of its inputs and results."""
 
-    def __init__(self, tape, instrs, p_reg, state_in, state_out, out_reg, new_parts, externals):
+    def __init__(self, tape, instrs, p_reg, state_in, state_out, out_reg, new_parts, externals, constants):
         self.tape, self.instrs, self.p_reg = tape, instrs, p_reg
         self.state_in, self.state_out, self.out_reg = state_in, state_out, out_reg
-        self.new_parts, self.externals = new_parts, externals
+        self.new_parts, self.externals, self.constants = new_parts, externals, constants
 
 
 def _trace_step(cell, builder, p_value, part_values, like):
@@ -660,7 +661,9 @@ def _trace_step(cell, builder, p_value, part_values, like):
     instrs = builder.instructions(tape)
     state_out = tuple(builder.ref(s) for s in new_parts)
     out_reg = builder.ref(out)
-    return _StepTrace(tape, instrs, p_reg, state_in, state_out, out_reg, new_parts, builder.externals[known:])
+    constants = {r: v for r, v in builder.constants.items() if r > p_reg}
+    return _StepTrace(tape, instrs, p_reg, state_in, state_out, out_reg, new_parts, builder.externals[known:],
+                      constants)
 
 
 _PROBES = (1024.0, -1024.0)
@@ -690,26 +693,32 @@ def _copy_builder(builder):
     return twin
 
 
-def _check_same(first, second):
-    """The two traces of the step must be one program: the same ops and wiring, the same
-    constants, and the same tensors read from outside (or, for tensors made inside
-    the step, equal values: a constant computed from the step's own data would differ)."""
+def _check_same(first, other):
+    """Two traces of the step must be one program: the same ops and wiring, the same constant
+    arguments (shapes, axes, index arrays...), and the same tensors read from outside (or, for
+    tensors made inside the step, equal values: one made from the step's own values differs)."""
     problem = None
-    if len(first.instrs) != len(second.instrs):
-        problem = f"the step ran {len(first.instrs)} ops at step 0 and {len(second.instrs)} at step 1"
+    if len(first.instrs) != len(other.instrs):
+        problem = f"it ran {len(first.instrs)} ops on its first step's values and {len(other.instrs)} on others"
     else:
-        for i, (a, b) in enumerate(zip(first.instrs, second.instrs)):
+        for i, (a, b) in enumerate(zip(first.instrs, other.instrs)):
             if not a.same_as(b):
-                problem = f"op {i} is {a.cls.__name__} at step 0 and {b.cls.__name__} (or differently wired) at step 1"
+                problem = (f"op {i} is {a.cls.__name__} on its first step's values and {b.cls.__name__} (or wired "
+                           "differently) on others")
                 break
-    if problem is None and (first.state_out != second.state_out or first.out_reg != second.out_reg):
-        problem = "the step returns its state from different ops at steps 0 and 1"
+    if problem is None and (first.state_out != other.state_out or first.out_reg != other.out_reg):
+        problem = "it returns its state from different ops on different values"
+    if problem is None and (first.constants.keys() != other.constants.keys() or not all(
+            _same_value(v, other.constants[r]) for r, v in first.constants.items())):
+        problem = "an argument that is not a tensor (a shape, an index...) depends on the step's values"
+    if problem is None and len(first.externals) != len(other.externals):
+        problem = "it reads a different number of tensors from outside on different values"
     if problem is None:
-        for (reg_a, a), (reg_b, b) in zip(first.externals, second.externals):
+        for (reg_a, a), (reg_b, b) in zip(first.externals, other.externals):
             if reg_a != reg_b or not (a is b or (a.device == b.device and a.requires_grad == b.requires_grad
                                                  and _same_value(a.data, b.data))):
-                problem = (f"a tensor of shape {a.shape} that the step reads differs between steps 0 and 1 "
-                           "(is it made from the step's values outside the ops, e.g. from .data, or random?)")
+                problem = (f"a tensor of shape {a.shape} that it reads changes with the step's values (is it "
+                           "made from them outside the ops, e.g. from .data?)")
                 break
     if problem is not None:
         raise UntraceableStep(problem)
@@ -899,11 +908,13 @@ def carry(xp, new, old, mask):
 
 
 def mask_outputs(xp, outputs, valid, start):
-    """A copy of ``outputs`` (T, B, ...) with zeros where ``valid`` is False."""
+    """``outputs`` (T, B, ...) with zeros where ``valid`` is False: a copy then, else the array
+    itself (a view of the states buffer, which no op writes into)."""
+    if start is None:
+        return outputs
     out = outputs.copy()
-    if start is not None:
-        m = valid[start:].reshape(valid[start:].shape + (1,) * (out.ndim - 2))
-        out[start:] = xp.where(m, out[start:], 0)
+    m = valid[start:].reshape(valid[start:].shape + (1,) * (out.ndim - 2))
+    out[start:] = xp.where(m, out[start:], 0)
     return out
 
 
@@ -912,7 +923,10 @@ class Scan(Function):
     """All T steps of a traced cell as one node: inputs x (T, B, I), the initial state
     parts and the loop-invariant tensors the cell reads; outputs (T, B, O) and the
     final state parts. ``program`` is the cell's :class:`Program`; ``valid`` (T, B)
-    bool or None gives variable lengths."""
+    bool or None gives variable lengths. An output no gradient reached comes to backward
+    as None (the outputs of a layer whose loss reads only h_n: no (T, B, H) of zeros)."""
+
+    materialize_grads = False
 
     @staticmethod
     def forward(ctx, x, *rest, program, valid):
@@ -923,7 +937,11 @@ class Scan(Function):
 
     @staticmethod
     def backward(ctx, d_out, *d_final):
+        outs = ctx._out_arrays
+        d_final = tuple(ctx.xp.zeros_like(outs[1 + i]) if g is None else g for i, g in enumerate(d_final))
         if ctx.create_graph:
+            if d_out is None:
+                d_out = ctx.xp.zeros_like(outs[0])
             return ctx.program.graph_backward(ctx, (d_out,) + d_final)
         return ctx.program.backward(ctx, d_out, d_final)
 
