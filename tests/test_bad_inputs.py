@@ -68,3 +68,42 @@ def test_layer_state_given_as_arrays_or_lists_is_a_type_error(device):
         nn.GRU(4, 8, device=device)(x, np.zeros((1, 3, 8), np.float32))
     with pytest.raises(TypeError, match="initial state part 0 is a list, expected a Tensor"):
         nn.LSTM(4, 8, device=device)(x, ([[0.0] * 8] * 3, [[0.0] * 8] * 3))
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_no_time_steps_is_an_error_and_an_empty_batch_an_empty_output(device, kind):
+    with pytest.raises(ValueError, match=r"input of shape \(0, 3, 4\) has no time steps"):
+        layer(kind, "kernel", device=device)(tg.randn(0, 3, 4, device=device))
+    model = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind](4, 8, num_layers=2, bidirectional=True,
+                                                                   device=device)
+    out, final = model(tg.randn(5, 0, 4, device=device))
+    assert out.shape == (5, 0, 16)
+    for part in final if isinstance(final, tuple) else (final,):
+        assert part.shape == (4, 0, 8)
+
+
+@pytest.mark.parametrize("args, error, message", [
+    ((3, 2.5), TypeError, "hidden_size must be an int, got float 2.5"),
+    ((3, 2, 1.5), TypeError, "num_layers must be an int, got float 1.5"),
+    ((-1, 2), ValueError, "input_size must be at least 1, got -1"),
+    ((True, 2), TypeError, "input_size must be an int, got bool"),
+])
+def test_layer_sizes_must_be_positive_ints(args, error, message):
+    for make in (nn.LSTM, nn.GRU, nn.RNN):
+        with pytest.raises(error, match=message):
+            make(*args)
+    if len(args) == 2:
+        with pytest.raises(error, match=message):
+            nn.LSTMCell(*args)
+
+
+def test_seq2seq_empty_batch_and_generate_arguments(device):
+    model = nn.Seq2Seq(20, 12, embed_size=8, hidden_size=6, device=device)
+    empty = tg.zeros(0, 4, dtype=tg.int64, device=device)
+    assert model(empty, [], tg.zeros(0, 3, dtype=tg.int64, device=device)).shape == (0, 3, 12)
+    assert model.generate(empty, []) == ([], [])
+    src = tg.tensor([[5, 6]], device=device)
+    with pytest.raises(TypeError, match="max_len must be an int, got float 2.5"):
+        model.generate(src, [2], max_len=2.5)
+    with pytest.raises(ValueError, match="beam_size must be at least 1, got 0"):
+        model.generate(src, [2], beam_size=0)

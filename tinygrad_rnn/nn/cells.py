@@ -15,6 +15,8 @@ and its hand-tuned kernel: :mod:`~tinygrad_rnn.nn.rnn`, :mod:`~tinygrad_rnn.nn.l
 """
 import math
 
+import numpy as np
+
 from .. import creation
 from ..function import is_recording
 from ..tensor import Tensor
@@ -33,6 +35,16 @@ def project_input(x, weight, bias=None):
     if bias is not None:
         flat = flat + bias
     return flat.reshape(x.shape[:-1] + (weight.shape[0],))
+
+
+def check_size(owner, name, value, minimum=1):
+    """``value`` as an int >= ``minimum``; TypeError for a non-integer (a float, a bool), ValueError
+    below the minimum, each naming the argument, as PyTorch's layers do."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be at least {minimum}, got {value}")
+    return int(value)
 
 
 def uniform_parameter(shape, hidden_size, device, dtype):
@@ -184,9 +196,8 @@ class GatedCell(RecurrentCell):
     own_kernel = None
 
     def __init__(self, input_size, hidden_size, bias=True, fused=True, *, device=None, dtype=None):
-        if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(f"{type(self).__name__}: sizes must be positive, got input_size={input_size}, "
-                             f"hidden_size={hidden_size}")
+        name = type(self).__name__
+        input_size, hidden_size = check_size(name, "input_size", input_size), check_size(name, "hidden_size", hidden_size)
         self.input_size, self.hidden_size, self.fused = input_size, hidden_size, fused
         rows = len(self.gates) * hidden_size
         self.weight_ih = uniform_parameter((rows, input_size), hidden_size, device, dtype)

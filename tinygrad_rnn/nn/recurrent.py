@@ -14,11 +14,11 @@ import warnings
 
 import numpy as np
 
-from .. import backend
+from .. import backend, creation
 from .. import functional as F
 from ..tensor import Tensor
 from ..xp import concatenate, stack, unbind, where
-from .cells import RecurrentCell, check_state
+from .cells import RecurrentCell, check_size, check_state
 from .gru import GRUCell
 from .lstm import LSTMCell
 from .rnn import RNNCell
@@ -31,6 +31,8 @@ def check_lengths(lengths, steps, batch, name="unroll", minimum=1):
     if lengths is None:
         return None
     raw = lengths.numpy() if isinstance(lengths, Tensor) else backend.to_device(np.asarray(lengths), "cpu")
+    if raw.size == 0 and raw.dtype.kind == "f":
+        raw = raw.astype(np.int64)          # an empty list: no rows, no lengths
     if raw.dtype.kind not in "iu":
         raise TypeError(f"{name}: lengths must be integers, got dtype {raw.dtype}")
     if raw.shape != (batch,):
@@ -116,9 +118,10 @@ class Recurrent(Module):
 
     def __init__(self, make_cell, input_size, hidden_size, num_layers=1, bidirectional=False, dropout=0.0,
                  batch_first=False, per_step=False):
-        if num_layers < 1:
-            raise ValueError(f"{type(self).__name__}: num_layers must be at least 1, got {num_layers}")
-        if not 0.0 <= dropout <= 1.0:
+        name = type(self).__name__
+        input_size, hidden_size = check_size(name, "input_size", input_size), check_size(name, "hidden_size", hidden_size)
+        num_layers = check_size(name, "num_layers", num_layers)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
             raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1], got {dropout}")
         if dropout > 0 and num_layers == 1:
             warnings.warn(f"{type(self).__name__}: dropout={dropout} acts between layers, so it does nothing "
@@ -174,9 +177,12 @@ class Recurrent(Module):
 
     def time_major(self, x, hx=None, lengths=None):
         """The layers on x (T, B, I) time-major whatever ``batch_first``: (output (T, B, D*out),
-        h_n). ``lengths`` may hold zeros here: those rows keep their initial state throughout."""
+        h_n). ``lengths`` may hold zeros here: those rows keep their initial state throughout.
+        An empty batch (B = 0) gives empty outputs, as in PyTorch."""
         lengths = check_lengths(lengths, x.shape[0], x.shape[1], type(self).__name__, minimum=0)
         initial = self._split_state(hx, x, type(self).__name__)
+        if x.shape[1] == 0:
+            return self._empty(x, initial)
         layer_input, finals = x, []
         for k, layer in enumerate(self._cells):
             outs = []
@@ -189,6 +195,17 @@ class Recurrent(Module):
             if self.dropout and self.training and k < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout)
         return layer_input, _stack_states(finals)
+
+    def _empty(self, x, initial):
+        """Outputs and final state of an empty batch: (T, 0, D*out) and (num_layers*D, 0, ...) per part."""
+        cell = self._cells[-1][0]
+        width = getattr(cell, "output_size", self.hidden_size) * self.directions
+        zeros = cell.initial_state(0, x)
+        parts = zeros if isinstance(zeros, tuple) else (zeros,)
+        count = self.num_layers * self.directions
+        finals = tuple(creation.zeros((count,) + p.shape, dtype=p.dtype, device=p.device) for p in parts)
+        output = creation.zeros(x.shape[0], 0, width, dtype=x.dtype, device=x.device)
+        return output, finals if isinstance(zeros, tuple) else finals[0]
 
     def _check_input(self, x, name):
         if not isinstance(x, Tensor):
@@ -204,9 +221,11 @@ class Recurrent(Module):
             if p.dtype != x.dtype:
                 raise TypeError(f"{name}: input is {x.dtype.name} but parameter {pname} is {p.dtype.name}; convert "
                                 f"one of them (x.astype(...), or {name.lower()}.to(dtype=...)) so that they match")
-        if x.ndim == 2:
-            return x.unsqueeze(1), True
-        return (x.swapaxes(0, 1) if self.batch_first else x), False
+        given = x.shape
+        x, unbatched = (x.unsqueeze(1), True) if x.ndim == 2 else ((x.swapaxes(0, 1) if self.batch_first else x), False)
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: input of shape {given} has no time steps; expected at least one")
+        return x, unbatched
 
     def _split_state(self, hx, x, name):
         """Per layer and direction initial states from hx (num_layers*D, B, H) parts, or Nones."""

@@ -23,7 +23,7 @@ from .gru import GRUCell
 from .lstm import LSTMCell
 from .layers import Embedding, Linear
 from .module import Module, ModuleList
-from .cells import RecurrentCell
+from .cells import RecurrentCell, check_size
 from .recurrent import GRU, LSTM, check_lengths, unroll
 
 _CELLS = {"gru": (GRU, GRUCell), "lstm": (LSTM, LSTMCell)}
@@ -149,6 +149,9 @@ class Seq2Seq(Module):
             raise ValueError("Seq2Seq: tgt_in has no steps; expected at least the BOS column")
         if not 0.0 <= teacher_forcing <= 1.0:
             raise ValueError(f"Seq2Seq: teacher_forcing must be in [0, 1], got {teacher_forcing}")
+        if src.shape[0] == 0:                # an empty batch: empty logits, as PyTorch's layers give
+            return creation.zeros(0, tgt_in.shape[1], self.readout.weight.shape[0], dtype=self.readout.weight.dtype,
+                                  device=src.device)
         states, memory = self.encode(src, src_lengths)
         feed = self._zeros_feed(src.shape[0], src)
         if teacher_forcing == 1.0:      # the inputs are known: embed them and read out all steps at once
@@ -173,13 +176,17 @@ class Seq2Seq(Module):
         attention weights (zeros (n, 0) without attention). Beam search keeps
         ``beam_size`` hypotheses per example and ranks finished ones by
         log p / length ** length_penalty (length counting the EOS)."""
-        if max_len < 1 or beam_size < 1:
-            raise ValueError(f"generate: max_len and beam_size must be at least 1, got {max_len}, {beam_size}")
+        max_len, beam_size = check_size("generate", "max_len", max_len), check_size("generate", "beam_size", beam_size)
+        if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
+            raise TypeError(f"generate: length_penalty must be a number, got {type(length_penalty).__name__}")
+        src, lengths = self._check_source(src, src_lengths)
+        if src.shape[0] == 0:
+            return [], []                    # an empty batch: nothing to decode
         was_training = self.training
         self.eval()
         try:
             with no_grad():
-                return self._beam(src, src_lengths, max_len, beam_size, length_penalty)
+                return self._beam(src, lengths, max_len, beam_size, length_penalty)
         finally:
             self.train(was_training)
 
