@@ -39,13 +39,25 @@ class Memory:
 
 
 class Attention(Module):
-    """``context, weights = attn(query, keys, mask=None)``.
+    """``context, weights = attn(query, keys, mask=None)``: one of the scores of the module
+    docstring, softmax over the valid positions, and the weighted sum of the keys.
 
-    Args: query_size, key_size, kind (one of KINDS), attn_size (the hidden size of
-    the additive kinds; default key_size).
-    Shape: query (B, Hq), keys (B, S, Hk), mask (B, S) bool (True = a real position)
-    -> context (B, Hk), weights (B, S), each row of weights summing to 1.
-    ``keys`` may also be a :class:`Memory` from ``attn.prepare(keys, mask)``.
+    Args:
+        query_size, key_size: Hq and Hk.
+        kind: one of KINDS (default "bahdanau").
+        attn_size: the hidden size of the additive kinds (default key_size).
+        device, dtype: of the parameters.
+    Inputs: ``query``, ``keys`` (or a :class:`Memory` from ``attn.prepare(keys, mask)``, to
+    project the keys once for many queries), ``mask`` (optional; True = a real position).
+    Outputs: ``(context, weights)``; padded positions get exactly zero weight and gradient.
+    Shape: query (B, Hq), keys (B, S, Hk), mask (B, S) bool -> context (B, Hk), weights (B, S),
+    each row of weights summing to 1.
+
+    Example::
+
+        attn = nn.Attention(16, 32, kind="luong_general")
+        keys = tg.randn(4, 7, 32)
+        context, weights = attn(tg.randn(4, 16), keys, mask=tg.tensor(np.arange(7) < 5)[None].broadcast_to((4, 7)))
     """
 
     def __init__(self, query_size, key_size, kind="bahdanau", attn_size=None, *, device=None, dtype=None):

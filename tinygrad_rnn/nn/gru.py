@@ -126,9 +126,21 @@ class GRUKernel(Kernel):
 class GRUCell(GatedCell):
     """GRU cell, PyTorch's ``nn.GRUCell`` (gates r | z | n; equations in the module docstring).
 
-    Args: input_size, hidden_size, bias=True, fused=True (sequences run through
-    :class:`GRUKernel`; ``False``: through the traced composed step).
-    Shape: x (B, I), h (B, H) -> h' (B, H).
+    Args:
+        input_size, hidden_size: features of x and of h.
+        bias: with ``bias_ih`` and ``bias_hh`` (3H each; default True).
+        fused: a call and a sequence run through :class:`GRUKernel` (default); False runs the
+            composed ``step`` (one graph node per op when called, traced for a sequence).
+        device, dtype: of the parameters.
+    Inputs: ``x``, ``h`` (optional, zeros when None).  Outputs: ``h'``.
+    Shape: x (B, I) or (I,), h (B, H) or (H,).
+    Parameters: ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih``, ``bias_hh`` (3H), U(-1/sqrt(H), 1/sqrt(H)).
+
+    Example::
+
+        cell = nn.GRUCell(3, 8)
+        h = cell(tg.randn(4, 3))                # (4, 8)
+        h = cell(tg.randn(4, 3), h)
     """
 
     gates = GATES

@@ -154,9 +154,22 @@ def _local_derivatives(xp, acts, cs, dz, dc_from_h):
 class LSTMCell(GatedCell):
     """LSTM cell, PyTorch's ``nn.LSTMCell`` (gates i | f | g | o; equations in the module docstring).
 
-    Args: input_size, hidden_size, bias=True, fused=True (sequences run through
-    :class:`LSTMKernel`; ``False``: through the traced composed step).
-    Shape: x (B, I), state (h, c) each (B, H) -> (h', c').
+    Args:
+        input_size, hidden_size: features of x and of h and c.
+        bias: with ``bias_ih`` and ``bias_hh`` (4H each; default True).
+        fused: a call and a sequence run through :class:`LSTMKernel` (default); False runs the
+            composed ``step`` (one graph node per op when called, traced for a sequence).
+        device, dtype: of the parameters.
+    Inputs: ``x``, ``state`` = (h, c) (optional, zeros when None).  Outputs: ``(h', c')``.
+    Shape: x (B, I) or (I,), h and c (B, H) or (H,).
+    Parameters: ``weight_ih`` (4H, I), ``weight_hh`` (4H, H), ``bias_ih``, ``bias_hh`` (4H), U(-1/sqrt(H), 1/sqrt(H)).
+
+    Example::
+
+        cell = nn.LSTMCell(3, 8)
+        state = None
+        for x_t in tg.randn(5, 4, 3):
+            state = cell(x_t, state)            # (h, c), each (4, 8)
     """
 
     gates = GATES

@@ -112,8 +112,16 @@ class Recurrent(Module):
     Each cell parameter ``name`` is registered as ``{name}_l{k}`` (``_reverse`` added for
     the backward direction), PyTorch's naming, so state dicts carry over.
 
+    Inputs: ``input``, ``hx`` (the initial state: each part (num_layers*D, B, H), or None for
+    the cells' initial states), ``lengths`` (optional B ints, as for :class:`LSTM`).
+    Outputs: ``(output, final state)``.
     Shape: input (T, B, I) (or (B, T, I) with batch_first, or (T, I) unbatched) ->
     output (T, B, D*out) and the final state, each part (num_layers*D, B, H).
+
+    Example::
+
+        layer = nn.Recurrent(nn.PeepholeLSTMCell, 3, 8, num_layers=2, bidirectional=True)
+        output, (h_n, c_n) = layer(tg.randn(5, 4, 3), lengths=[5, 4, 2, 1])   # (5, 4, 16), (4, 4, 8)
     """
 
     def __init__(self, make_cell, input_size, hidden_size, num_layers=1, bidirectional=False, dropout=0.0,
@@ -258,10 +266,35 @@ def _stack_states(finals):
     return stack(finals, axis=0)
 
 
-class RNN(Recurrent):
-    """Elman RNN layers, PyTorch's ``nn.RNN``: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
-    forward(input, hx=None, lengths=None) -> (output, h_n)."""
+_LAYER_DOC = """{title}, PyTorch's ``nn.{name}``, with its equations, gate order and parameter names:
 
+{equations}
+    Args:
+        input_size: features of x_t.  hidden_size: features of h_t.
+        num_layers: stacked layers, layer k+1 reading layer k's outputs (default 1).{extra_arg}
+        bias: with b_ih and b_hh (default True).
+        batch_first: input and output are (B, T, ...) instead of (T, B, ...) (h_n is not).
+        dropout: dropout on each layer's output but the last's, while training (default 0).
+        bidirectional: a second layer reads each row backwards from its last valid step.
+        fused: sequences run through the cell's hand-tuned kernel (default); False runs the
+            traced composed step, the same values (see ``tinygrad_rnn.nn.trace_scan``).
+        per_step: record every step's ops as graph nodes of their own (to step through a cell).
+        device, dtype: of the parameters (default cpu, float32).
+    Inputs: ``input``, ``{hx}`` (optional, zeros when None), ``lengths`` (optional, B ints: past a
+    row's length its state stays and its outputs are zero, PyTorch's packed semantics unpacked).
+    Outputs: ``(output, {hn})``.
+    Shape: input (T, B, I) (or (B, T, I) with batch_first, or (T, I) unbatched);
+        output (T, B, D*H) (D = 2 if bidirectional else 1); {state_shape}
+    Parameters: ``weight_ih_l{{k}}`` (G*H, I or D*H), ``weight_hh_l{{k}}`` (G*H, H), ``bias_ih_l{{k}}``,
+        ``bias_hh_l{{k}}`` (G*H), with ``_reverse`` for the reverse direction; G = {gates}.
+
+    Example::
+
+        {example}
+"""
+
+
+class RNN(Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, fused=True, per_step=False, device=None, dtype=None):
         self.nonlinearity = nonlinearity
@@ -270,10 +303,6 @@ class RNN(Recurrent):
 
 
 class LSTM(Recurrent):
-    """LSTM layers, PyTorch's ``nn.LSTM`` (gates i | f | g | o).
-    forward(input, (h_0, c_0)=None, lengths=None) -> (output, (h_n, c_n)).
-    ``fused=True``: sequences run through the hand-tuned kernel; ``False``: the traced composed step."""
-
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, fused=True, per_step=False, device=None, dtype=None):
         super().__init__(lambda i, h: LSTMCell(i, h, bias, fused, device=device, dtype=dtype),
@@ -281,10 +310,28 @@ class LSTM(Recurrent):
 
 
 class GRU(Recurrent):
-    """GRU layers, PyTorch's ``nn.GRU`` (gates r | z | n).
-    forward(input, h_0=None, lengths=None) -> (output, h_n)."""
-
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, fused=True, per_step=False, device=None, dtype=None):
         super().__init__(lambda i, h: GRUCell(i, h, bias, fused, device=device, dtype=dtype),
                          input_size, hidden_size, num_layers, bidirectional, dropout, batch_first, per_step)
+
+
+RNN.__doc__ = _LAYER_DOC.format(
+    title="Elman RNN layers", name="RNN", gates=1, hx="hx", hn="h_n",
+    equations="    h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),    act = tanh or relu\n",
+    extra_arg="\n        nonlinearity: 'tanh' (default) or 'relu' (with identity W_hh: the IRNN).",
+    state_shape="hx and h_n (num_layers*D, B, H).",
+    example="rnn = nn.RNN(3, 8, num_layers=2)\n        output, h_n = rnn(tg.randn(5, 4, 3))     # (5, 4, 8), (2, 4, 8)")
+LSTM.__doc__ = _LAYER_DOC.format(
+    title="LSTM layers", name="LSTM", gates="4, rows i | f | g | o", hx="(h_0, c_0)", hn="(h_n, c_n)",
+    equations=("    i, f, o = sigmoid(.), g = tanh(.)  of  x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh\n"
+               "    c_t = f * c_{t-1} + i * g,    h_t = o * tanh(c_t)\n"),
+    extra_arg="", state_shape="h_0, c_0, h_n, c_n (num_layers*D, B, H).",
+    example=("lstm = nn.LSTM(3, 8, bidirectional=True, batch_first=True)\n"
+             "        output, (h_n, c_n) = lstm(tg.randn(4, 5, 3), lengths=[5, 3, 2, 1])   # (4, 5, 16), (2, 4, 8)"))
+GRU.__doc__ = _LAYER_DOC.format(
+    title="GRU layers", name="GRU", gates="3, rows r | z | n", hx="h_0", hn="h_n",
+    equations=("    r, z = sigmoid(x_t W_i{r,z}^T + b_i{r,z} + h_{t-1} W_h{r,z}^T + b_h{r,z})\n"
+               "    n = tanh(x_t W_in^T + b_in + r * (h_{t-1} W_hn^T + b_hn)),    h_t = (1 - z) * n + z * h_{t-1}\n"),
+    extra_arg="", state_shape="h_0 and h_n (num_layers*D, B, H).",
+    example="gru = nn.GRU(3, 8)\n        output, h_n = gru(tg.randn(5, 4, 3))     # (5, 4, 8), (1, 4, 8)")

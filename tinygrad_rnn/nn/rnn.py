@@ -87,9 +87,22 @@ class RNNKernel(Kernel):
 class RNNCell(GatedCell):
     """Elman cell, PyTorch's ``nn.RNNCell``: h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh).
 
-    Args: input_size, hidden_size, bias=True, nonlinearity="tanh" | "relu", fused=True
-    (sequences run through :class:`RNNKernel`; ``False``: through the traced composed step).
-    Shape: x (B, I), h (B, H) -> h' (B, H).
+    Args:
+        input_size, hidden_size: features of x and of h.
+        bias: with ``bias_ih`` and ``bias_hh`` (H each; default True).
+        nonlinearity: "tanh" (default) or "relu".
+        fused: a call and a sequence run through :class:`RNNKernel` (default); False runs the
+            composed ``step`` (one graph node per op when called, traced for a sequence).
+        device, dtype: of the parameters.
+    Inputs: ``x``, ``h`` (optional, zeros when None).  Outputs: ``h'``.
+    Shape: x (B, I) or (I,), h (B, H) or (H,).
+    Parameters: ``weight_ih`` (H, I), ``weight_hh`` (H, H), ``bias_ih``, ``bias_hh`` (H), U(-1/sqrt(H), 1/sqrt(H)).
+
+    Example::
+
+        cell = nn.RNNCell(3, 8, nonlinearity="relu")
+        nn.init.eye_(cell.weight_hh)            # the IRNN of Le, Jaitly & Hinton (2015)
+        h = cell(tg.randn(4, 3))                # (4, 8)
     """
 
     gates = GATES

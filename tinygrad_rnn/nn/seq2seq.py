@@ -33,11 +33,31 @@ class Seq2Seq(Module):
     """``logits = model(src, src_lengths, tgt_in, teacher_forcing=1.0)``;
     ``tokens, attention = model.generate(src, src_lengths, max_len=50, beam_size=1, length_penalty=1.0)``.
 
-    Shapes: src (B, S) ints padded with pad_id, src_lengths B ints, tgt_in (B, T)
-    starting with bos_id -> logits (B, T, tgt_vocab_size). ``teacher_forcing`` < 1
-    feeds the model's own previous prediction instead of the true token with
-    probability 1 - teacher_forcing, per example and step (scheduled sampling,
-    Bengio et al. 2015).
+    Args:
+        src_vocab_size, tgt_vocab_size: the vocabularies (ids 0 .. size-1).
+        embed_size, hidden_size: E and H (defaults 64, 128).
+        cell: "gru" or "lstm", for the encoder and the decoder.
+        attention: one of ``Attention.KINDS``, or None for the plain encoder-decoder.
+        num_layers: of the encoder and of the decoder.  bidirectional_encoder: default True.
+        dropout: on embeddings, between layers and before the readout, while training.
+        pad_id, bos_id, eos_id: special target ids (defaults 0, 1, 2).
+        input_feeding: feed h~ back into the next decoder step (Luong et al.; default True).
+        device, dtype: of the parameters.
+    Inputs: ``src`` ids padded with pad_id, ``src_lengths`` (B ints, or None for full rows),
+    ``tgt_in`` ids starting with bos_id (the target shifted right).
+    Outputs: ``logits`` over the target vocabulary at every step.
+    Shape: src (B, S), tgt_in (B, T) -> logits (B, T, tgt_vocab_size).
+
+    Teacher forcing (1.0) runs the decoder as one whole-sequence node; ``teacher_forcing``
+    < 1 feeds the model's own previous prediction instead of the true token with
+    probability 1 - teacher_forcing, per example and step (scheduled sampling, Bengio
+    et al. 2015), step by step.
+
+    Example::
+
+        model = nn.Seq2Seq(30, 12, cell="gru", attention="bahdanau")
+        logits = model(tg.tensor([[5, 6, 7], [8, 4, 0]]), [3, 2], tg.tensor([[1, 3], [1, 5]]))   # (2, 2, 12)
+        tokens, maps = model.generate(tg.tensor([[5, 6, 7]]), [3], beam_size=4)
     """
 
     def __init__(self, src_vocab_size, tgt_vocab_size, embed_size=64, hidden_size=128, cell="gru",
