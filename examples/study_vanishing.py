@@ -71,7 +71,7 @@ from tqdm import tqdm
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.study import graph, jacobians, telemetry, truncation
-from tinygrad_rnn.study.trace import trace
+from tinygrad_rnn.study.tracing import trace
 from _common import parser, save_figure, start
 from adding_problem import batch as adding_batch
 

@@ -1,4 +1,4 @@
-"""study.trace and study.telemetry: the step-by-step unroll and what its backward shows.
+"""study.trace (study/tracing.py) and study.telemetry: the step-by-step unroll and what its backward shows.
 
 The trace must compute what ``nn.unroll`` (or the layer) computes; its per-step
 parameter contributions must sum to the gradient of an ordinary unroll and
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.study import telemetry
-from tinygrad_rnn.study.trace import swapped_parameters, trace
+from tinygrad_rnn.study.tracing import swapped_parameters, trace
 from helpers import hyp
 
 CELL_KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "peephole", "coupled", "jordan", "clockwork", "minimal"]

@@ -3,8 +3,8 @@
 Built on the engine and on ``tinygrad_rnn.nn``; nothing below this package imports it.
 One module per question a student asks of an unrolled network:
 
-    trace         run a cell or layer step by step, keeping every state and every
-                  step's share of every parameter's gradient
+    tracing       trace(model, x): run a cell or layer step by step, keeping every state
+                  and every step's share of every parameter's gradient
     telemetry     how large dL/dh_t is at each step, what each step adds to dL/dW,
                   how saturated the gates are                                 (record, plot)
     jacobians     the state-to-state Jacobians J_t from VJPs, their spectra and the
@@ -14,14 +14,13 @@ One module per question a student asks of an unrolled network:
     forward_mode  Jacobian-vector products walked forward over the recorded graph
     rtrl          real-time recurrent learning (Williams & Zipser 1989), equal to BPTT
 """
-from . import forward_mode, graph, jacobians, rtrl, telemetry, trace, truncation
+from . import forward_mode, graph, jacobians, rtrl, telemetry, tracing, truncation
 from .forward_mode import jvp
 from .graph import render, to_dot
 from .jacobians import jacobian_spectra
 from .rtrl import bptt_gradients, rtrl_gradients
-from .trace import Trace
-from .trace import trace as trace_model
+from .tracing import Trace, trace
 from .truncation import measure as truncation_bias
 
 __all__ = ["Trace", "bptt_gradients", "forward_mode", "graph", "jacobian_spectra", "jacobians", "jvp", "render",
-           "rtrl", "rtrl_gradients", "telemetry", "to_dot", "trace", "trace_model", "truncation", "truncation_bias"]
+           "rtrl", "rtrl_gradients", "telemetry", "to_dot", "trace", "tracing", "truncation", "truncation_bias"]

@@ -29,7 +29,7 @@ from ..nn.cells import RecurrentCell
 from ..nn.recurrent import Recurrent, check_lengths, unroll
 from ..tensor import Tensor
 from .forward_mode import jvp
-from .trace import time_major
+from .tracing import time_major
 
 
 def rtrl_gradients(model, x, step_loss=None, final_loss=None, state=None, lengths=None):

@@ -1,4 +1,4 @@
-"""Gradient telemetry through time: what a backward over a :class:`~tinygrad_rnn.study.trace.Trace` left.
+"""Gradient telemetry through time: what a backward over a :class:`~tinygrad_rnn.study.tracing.Trace` left.
 
 For every layer and step t, :func:`record` reads
 
@@ -53,7 +53,7 @@ def record(trace, loss=None):
     """Read gradients and saturation from ``trace``.
 
     Args:
-        trace: a :class:`~tinygrad_rnn.study.trace.Trace`.
+        trace: a :class:`~tinygrad_rnn.study.tracing.Trace`.
         loss: a scalar Tensor computed from the trace's outputs or states; if given,
             ``loss.backward()`` is run first (which, as always, also adds into the
             parameters' ``.grad``). If None, the caller has already run a backward.

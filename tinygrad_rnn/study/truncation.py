@@ -2,7 +2,7 @@
 
 Take a loss that is a sum of per-step terms, L = sum_t l_t(h_t), over steps
 t = 0 .. T-1 of a recurrent model with parameters theta, and write theta_s for
-the parameters as used by step s (see :mod:`tinygrad_rnn.study.trace`). Full BPTT gives
+the parameters as used by step s (see :mod:`tinygrad_rnn.study.tracing`). Full BPTT gives
 
     dL/dtheta = sum_t sum_{s <= t} dl_t/dtheta_s,
 
@@ -44,7 +44,7 @@ from ..nn.bptt import detach_state
 from ..nn.recurrent import Recurrent, unroll
 from ..tensor import Tensor
 from ..nn.recurrent import check_lengths
-from .trace import check_input, model_cells, time_major, trace
+from .tracing import check_input, model_cells, time_major, trace
 
 VARIANTS = ("sliding", "chunked")
 
