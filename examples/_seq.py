@@ -1,10 +1,10 @@
 """What the sequence-to-sequence examples share: character vocabularies, padded
 batches, a training loop and exact-match scoring."""
 import numpy as np
-from tqdm import tqdm
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
+from _common import progress
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -47,7 +47,7 @@ def train(model, pairs, src_vocab, tgt_vocab, args, desc="training", reverse_sou
     rng = np.random.default_rng(args.seed)
     opt = tg.optim.Adam(model.parameters(), lr=args.lr)
     schedule = tg.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps, eta_min=args.lr / 20)
-    for _ in tqdm(range(args.steps), desc=desc):
+    for _ in progress(range(args.steps), desc=desc):
         rows = rng.integers(0, len(pairs), args.batch)
         src, lengths, tgt_in, tgt_out = batch([pairs[i] for i in rows], src_vocab, tgt_vocab, args.device,
                                               reverse_source)

@@ -12,11 +12,10 @@ Run:  python examples/adding_problem.py [--steps 100] [--iterations 2500] [--dev
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
-from _common import parser, save_figure, start
+from _common import parser, progress, pyplot, save_figure, start
 
 BASELINE = 1 / 6
 
@@ -53,7 +52,7 @@ def train(name, layer, args):
     opt = tg.optim.Adam(model.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed)
     curve = []
-    for _ in tqdm(range(args.iterations), desc=f"{name:>8}", leave=False):
+    for _ in progress(range(args.iterations), desc=f"{name:>8}", leave=False):
         x, y = batch(rng, args.steps, args.batch)
         loss = tg.functional.mse_loss(model(tg.tensor(x, device=args.device)), tg.tensor(y, device=args.device))
         opt.zero_grad()
@@ -84,9 +83,7 @@ def main():
     for name, (_, test) in results.items():
         verdict = "solved" if test < 0.1 * BASELINE else "not solved"
         print(f"  {name:<9} {test:.4f}  ({test / BASELINE:.1%} of the baseline: {verdict})")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, (curve, _) in results.items():
         smooth = np.convolve(curve, np.ones(25) / 25, mode="valid")

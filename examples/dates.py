@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from tinygrad_rnn import nn
-from _common import parser, save_figure, start
+from _common import parser, pyplot, require, save_figure, start
 from _seq import Vocab, exact_match, train
 
 LOCALES = ("en_US", "en_GB", "fr_FR", "de_DE", "es_ES", "it_IT", "pt_BR", "nl_NL")
@@ -28,7 +28,7 @@ TARGET_CHARS = "0123456789-"
 
 def written(day, rng):
     """One way a person might write ``day``."""
-    from babel.dates import format_date
+    format_date = require("babel.dates").format_date
     locale = LOCALES[rng.integers(len(LOCALES))]
     styles = STYLES[1:] if locale == "en_US" else STYLES
     return format_date(day, format=styles[rng.integers(len(styles))], locale=locale)
@@ -46,15 +46,14 @@ def dataset(rng, train_size, test_size):
 
 
 def plot_attention(examples, args):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(examples), figsize=(4.2 * len(examples), 3.4))
     for ax, (source, _, guess, amap) in zip(np.atleast_1d(axes), examples):
-        ax.imshow(amap, cmap="viridis", aspect="auto", vmin=0, vmax=1)
+        image = ax.imshow(amap, cmap="viridis", aspect="auto", vmin=0, vmax=1)
         ax.set_xticks(range(len(source)), list(source), fontsize=7)
         ax.set_yticks(range(len(guess)), list(guess), fontsize=8)
         ax.set_title(source, fontsize=9)
+    fig.colorbar(image, ax=np.atleast_1d(axes).tolist(), label="attention weight")
     fig.suptitle("Where the decoder looks while writing each ISO character")
     return save_figure(fig, args, "dates_attention.png")
 

@@ -8,15 +8,17 @@
    against the closed form.
 4. A new op written as a Function with a hand-written backward, gradchecked.
 
+The figure (examples/out/engine_tour.png) shows the fit and its training loss.
+
 Run:  python examples/engine_tour.py [--device cpu|cuda] [--steps 100000]
 """
-import argparse
 import time
 
 import numpy as np
 
 import tinygrad_rnn as tg
 import tinygrad_rnn.functional as F
+from _common import parser, progress, pyplot, save_figure, start
 
 
 def fit_sine(device, epochs=4000, hidden=32, lr=0.1):
@@ -29,14 +31,18 @@ def fit_sine(device, epochs=4000, hidden=32, lr=0.1):
               tg.randn(hidden, 1, device=device) / hidden ** 0.5, tg.zeros(1, device=device)]
     params = [p.detach().requires_grad_() for p in params]
     w1, b1, w2, b2 = params
-    for _ in range(epochs):
+    losses = []
+    for _ in progress(range(epochs), desc="1. fit"):
         loss = F.mse_loss((x @ w1 + b1).tanh() @ w2 + b2, y)
         loss.backward()
         for p in params:
             p.data -= lr * p.grad.data
             p.grad = None
+        losses.append(loss.item())
     baseline = F.mse_loss(tg.zeros_like(y) + y.mean(), y).item()
-    return loss.item(), baseline
+    with tg.no_grad():
+        fitted = ((x @ w1 + b1).tanh() @ w2 + b2).numpy()
+    return losses, baseline, (x.numpy()[:, 0], y.numpy()[:, 0], fitted[:, 0])
 
 
 def long_unroll(device, steps):
@@ -44,7 +50,7 @@ def long_unroll(device, steps):
     xs = tg.tensor(np.random.default_rng(1).uniform(-1, 1, steps), dtype=tg.float64, device=device)
     h = tg.zeros((), dtype=tg.float64, device=device)
     start = time.perf_counter()
-    for t in range(steps):
+    for t in progress(range(steps), desc="2. unroll", mininterval=0.5):
         h = (w * h + xs[t]).tanh()
     forward = time.perf_counter() - start
     h.backward()
@@ -76,16 +82,30 @@ class ScaledTanh(tg.Function):
         return grad * ctx.a * ctx.b * (1 - t * t), None, None
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--steps", type=int, default=100_000)
-    args = parser.parse_args()
-    print(f"tinygrad_rnn engine tour on {args.device}\n")
+def plot(losses, baseline, curve, args):
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    x, y, fitted = curve
+    left.plot(x, y, ".", markersize=3, color="gray", label="noisy sin(3x)")
+    left.plot(x, fitted, color="C0", label="tanh MLP")
+    left.set(xlabel="x", title="1. the fit")
+    left.legend()
+    right.semilogy(losses, color="C0", label="training MSE")
+    right.axhline(baseline, color="gray", linestyle="--", label="predicting the mean")
+    right.set(xlabel="epoch", ylabel="MSE", title="plain gradient descent")
+    right.legend()
+    save_figure(fig, args, "engine_tour.png")
 
-    loss, baseline = fit_sine(args.device)
-    print(f"1. tanh MLP on a noisy sine: MSE {loss:.4f} vs {baseline:.4f} for predicting the mean "
-          f"({baseline / loss:.0f}x lower)")
+
+def main():
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=100_000, help="length of the recurrence of act 2")
+    args = p.parse_args()
+    t0 = start(args, "tinygrad_rnn engine tour")
+
+    losses, baseline, curve = fit_sine(args.device)
+    print(f"1. tanh MLP on a noisy sine: MSE {losses[-1]:.4f} vs {baseline:.4f} for predicting the mean "
+          f"({baseline / losses[-1]:.0f}x lower)")
 
     grad, fwd, bwd = long_unroll(args.device, args.steps)
     print(f"2. {args.steps:,}-step recurrence: dh_T/dw = {grad:.6f}; forward {fwd:.2f} s, backward {bwd:.2f} s, "
@@ -93,12 +113,15 @@ def main():
 
     hv, expected = hessian_vector_product(args.device)
     print(f"3. Hessian-vector product by double backward: {hv} (closed form {expected})")
-    assert np.allclose(hv, expected)
+    if not np.allclose(hv, expected):
+        raise SystemExit("the Hessian-vector product does not match its closed form")
 
     x = tg.randn(4, dtype=tg.float64, requires_grad=True, device=args.device)
     op = lambda z: ScaledTanh.apply(z, 1.7159, 2 / 3)  # noqa: E731
     ok = tg.gradcheck(op, (x,)) and tg.gradgradcheck(op, (x,))
     print(f"4. user-defined ScaledTanh op: gradcheck and gradgradcheck {'passed' if ok else 'FAILED'}")
+    plot(losses, baseline, curve, args)
+    print(f"done in {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

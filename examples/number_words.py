@@ -12,14 +12,14 @@ import time
 import numpy as np
 
 from tinygrad_rnn import nn
-from _common import parser, start
+from _common import parser, require, start
 from _seq import Vocab, exact_match, train
 
 LANGUAGES = ("en", "fr", "de")
 
 
 def pairs_for(numbers, rng):
-    from num2words import num2words
+    num2words = require("num2words").num2words
     langs = rng.choice(LANGUAGES, len(numbers))
     return [(num2words(int(n), lang=str(lang)), str(n)) for n, lang in zip(numbers, langs)], langs
 

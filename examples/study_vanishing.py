@@ -66,13 +66,12 @@ import time
 import warnings
 
 import numpy as np
-from tqdm import tqdm
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.study import graph, jacobians, telemetry, truncation
 from tinygrad_rnn.study.tracing import trace
-from _common import parser, save_figure, start
+from _common import parser, progress, pyplot, save_figure, start
 from adding_problem import batch as adding_batch
 
 F64 = tg.float64
@@ -327,12 +326,10 @@ def main():
     args = p.parse_args()
     t0 = start(args, f"vanishing and exploding gradients, T = {args.steps}, H = {args.hidden}")
     x, y, running = data(args)
-    results = {name: study(name, args, x, y, running) for name in tqdm(BUILDERS, desc="models")}
+    results = {name: study(name, args, x, y, running) for name in progress(BUILDERS, desc="models")}
     print_table(results, args.steps)
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     print()
     plot_gradients(results, args, plt)
     plot_spectra(results, args, plt)

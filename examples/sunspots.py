@@ -12,17 +12,16 @@ Run:  python examples/sunspots.py [--epochs 600] [--device cpu|cuda]
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
-from _common import parser, save_figure, start
+from _common import parser, progress, pyplot, require, save_figure, start
 
 TRAIN_END, VALID_END = 1960, 1980     # first year of validation, first year of test
 
 
 def load():
-    from statsmodels.datasets import sunspots
+    sunspots = require("statsmodels.datasets").sunspots
     data = sunspots.load_pandas().data
     return data["YEAR"].to_numpy().astype(int), data["SUNACTIVITY"].to_numpy(dtype=np.float64)
 
@@ -72,7 +71,7 @@ def main():
     opt = tg.optim.Adam(model.parameters(), lr=args.lr)
     valid = (target_years >= TRAIN_END) & (target_years < VALID_END)
     best = (np.inf, None)
-    for _ in tqdm(range(args.epochs), desc="epochs"):
+    for _ in progress(range(args.epochs), desc="epochs"):
         pred = model(x)
         loss = (((pred - y) ** 2) * train).sum() / train.sum()
         opt.zero_grad()
@@ -94,9 +93,7 @@ def main():
     print(f"  AR(9)           {ar:6.1f}   (15.2 in the literature)")
     print(f"  GRU ({args.hidden} units)  {gru:6.1f}   ({'beats' if gru < ar else 'does not beat'} AR(9))")
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.5))
     span = target_years >= 1940
     ax.plot(target_years[span], series[1:][span], "k-", label="observed")

@@ -19,12 +19,11 @@ Run:  python examples/trees.py [--steps 600] [--max-ops 4] [--device cpu|cuda]
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.nn.tree import NaryTreeLSTM, Tree
-from _common import parser, save_figure, start
+from _common import parser, progress, pyplot, save_figure, start
 
 CLASSES = 10
 OPS = {10: ("+", lambda a, b: a + b), 11: ("-", lambda a, b: a - b), 12: ("x", lambda a, b: a * b)}
@@ -135,7 +134,7 @@ def train(name, make, data, args):
     schedule = tg.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps, eta_min=args.lr / 20)
     rng = np.random.default_rng(args.seed)
     curve = []
-    for _ in tqdm(range(args.steps), desc=f"{name:>13}", leave=False):
+    for _ in progress(range(args.steps), desc=f"{name:>13}", leave=False):
         loss = model.loss(subset(data, rng.integers(0, len(data["trees"]), args.batch)))
         opt.zero_grad()
         loss.backward()
@@ -204,16 +203,18 @@ def report(results, truth, ops, args):
     print(f"Tree-LSTM against the best baseline ({best}): {gain * 100:+.1f} points")
 
 
+WINDOW = 20        # steps in the moving average of the training loss
+
+
 def plot(results, truth, ops, args):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     counts = list(range(1, args.max_ops + 1))
     for k, (name, (guess, curve, _)) in enumerate(results.items()):
         color = f"C{k}"
-        if curve is not None:
-            left.plot(np.convolve(curve, np.ones(20) / 20, mode="valid"), color=color, label=name)
+        if curve is not None:                # the mean of the last WINDOW steps, drawn at the window's last step
+            average = np.convolve(curve, np.ones(WINDOW) / WINDOW, mode="valid")
+            left.plot(np.arange(WINDOW - 1, len(curve)), average, color=color, label=name)
         right.plot(counts, by_ops(guess, truth, ops, args.max_ops), marker="o", color=color, label=name)
     left.axhline(np.log(CLASSES), color="gray", linestyle="--", label=f"uniform guess (ln {CLASSES})")
     left.set(xlabel="step", ylabel="training loss (moving average)", title="Training")

@@ -12,18 +12,17 @@ Run:  python examples/vowels.py [--epochs 60] [--device cpu|cuda]
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
-from _common import parser, save_figure, start
+from _common import parser, progress, pyplot, require, save_figure, start
 
 DTW_BASELINE = 0.949
 
 
 def load(split):
     """Padded (T_max, N, 12) float32 array, lengths (N,), integer labels (N,)."""
-    from sktime.datasets import load_japanese_vowels
+    load_japanese_vowels = require("sktime.datasets").load_japanese_vowels
     frame, labels = load_japanese_vowels(split=split, return_X_y=True)
     series = [np.stack([frame.iloc[i, c].to_numpy(dtype=np.float64) for c in range(frame.shape[1])], axis=1)
               for i in range(len(frame))]
@@ -76,7 +75,7 @@ def main():
     opt = tg.optim.Adam(model.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed)
     history = []
-    for _ in tqdm(range(args.epochs), desc="epochs"):
+    for _ in progress(range(args.epochs), desc="epochs"):
         order = rng.permutation(len(train_y))
         for first in range(0, len(order), args.batch):
             rows = order[first:first + args.batch]
@@ -92,14 +91,12 @@ def main():
     test_acc = history[-1][1]
     print(f"\ntest accuracy {test_acc:.1%} vs 1-NN DTW {DTW_BASELINE:.1%} "
           f"({'better' if test_acc > DTW_BASELINE else 'not better'}); training accuracy {history[-1][0]:.1%}")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([h[0] for h in history], label="training")
     ax.plot([h[1] for h in history], label="test")
     ax.axhline(DTW_BASELINE, color="gray", linestyle="--", label="1-NN DTW (94.9%)")
-    ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0.5, 1.0), title="Japanese Vowels, bidirectional GRU")
+    ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0.5, 1.02), title="Japanese Vowels, bidirectional GRU")
     ax.legend()
     save_figure(fig, args, "vowels.png")
     print(f"done in {time.perf_counter() - t0:.0f} s")
