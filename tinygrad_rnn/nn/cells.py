@@ -197,7 +197,8 @@ class GatedCell(RecurrentCell):
 
     def __init__(self, input_size, hidden_size, bias=True, fused=True, *, device=None, dtype=None):
         name = type(self).__name__
-        input_size, hidden_size = check_size(name, "input_size", input_size), check_size(name, "hidden_size", hidden_size)
+        input_size = check_size(name, "input_size", input_size)
+        hidden_size = check_size(name, "hidden_size", hidden_size)
         self.input_size, self.hidden_size, self.fused = input_size, hidden_size, fused
         rows = len(self.gates) * hidden_size
         self.weight_ih = uniform_parameter((rows, input_size), hidden_size, device, dtype)

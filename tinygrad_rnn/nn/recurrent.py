@@ -127,7 +127,8 @@ class Recurrent(Module):
     def __init__(self, make_cell, input_size, hidden_size, num_layers=1, bidirectional=False, dropout=0.0,
                  batch_first=False, per_step=False):
         name = type(self).__name__
-        input_size, hidden_size = check_size(name, "input_size", input_size), check_size(name, "hidden_size", hidden_size)
+        input_size = check_size(name, "input_size", input_size)
+        hidden_size = check_size(name, "hidden_size", hidden_size)
         num_layers = check_size(name, "num_layers", num_layers)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
             raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1], got {dropout}")
@@ -224,7 +225,8 @@ class Recurrent(Module):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"{name}: input has {x.shape[-1]} features, expected input_size={self.input_size}")
         if x.dtype.kind != "f":
-            raise TypeError(f"{name}: input has dtype {x.dtype.name}, expected a floating dtype (convert with .float())")
+            raise TypeError(f"{name}: input has dtype {x.dtype.name}, expected a floating dtype "
+                            "(convert with .float())")
         for pname, p in self.named_parameters():
             if p.dtype != x.dtype:
                 raise TypeError(f"{name}: input is {x.dtype.name} but parameter {pname} is {p.dtype.name}; convert "

@@ -414,7 +414,6 @@ class Program:
         d_p = xp.zeros((steps,) + self.meta[self.step_p_reg][0], self.meta[self.step_p_reg][1])
         d_state = [g.copy() for g in d_final]
         reads_out = d_out is not None
-        out_part = _index_of(self.out_reg, self.state_out)
         varying = self.varying
         deferred = {k: [] for k in ctx.deferred_operands}
         code = self._backward_code()

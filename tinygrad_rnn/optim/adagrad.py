@@ -7,8 +7,6 @@ class Adagrad(Optimizer):
     """s += g^2;  p -= lr_t g / (sqrt(s) + eps), with lr_t = lr / (1 + (t-1) lr_decay)."""
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
-        if initial_accumulator_value < 0 or lr_decay < 0:
-            raise ValueError("Adagrad: lr_decay and initial_accumulator_value must be non-negative")
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value, eps=eps))
 

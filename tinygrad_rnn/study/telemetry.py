@@ -186,7 +186,8 @@ def new_figure(rows):
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except ImportError as error:
-        raise ImportError("plot needs matplotlib: pip install matplotlib (or the extra: pip install -e \".[demo]\")") from error
+        raise ImportError("plot needs matplotlib: pip install matplotlib "
+                          "(or the project's extra: pip install -e \".[demo]\")") from error
     figure = Figure(figsize=(8, 3 * rows), layout="constrained")
     FigureCanvasAgg(figure)
     for axes in figure.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]:
