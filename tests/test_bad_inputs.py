@@ -55,7 +55,7 @@ def test_a_cells_state_is_checked_against_its_input(device, kind):
     wrong = tg.randn(3, 5, device=device) if tuple_state else (tg.randn(3, 5, device=device),)
     with pytest.raises(ValueError, match="the state must be"):
         cell(x, wrong)                                # a Tensor for an LSTM, a 1-tuple for a GRU
-    with pytest.raises(TypeError, match="state part 0 is a ndarray, expected a Tensor"):
+    with pytest.raises(TypeError, match=r"state part 0 must be a tinygrad_rnn Tensor, got a numpy.ndarray; convert"):
         cell(x, np.zeros((3, 5), np.float32))
     seq = tg.randn(4, 3, 3, device=device)
     with pytest.raises(ValueError, match=r"expected \(3, 5\)"):
@@ -64,9 +64,9 @@ def test_a_cells_state_is_checked_against_its_input(device, kind):
 
 def test_layer_state_given_as_arrays_or_lists_is_a_type_error(device):
     x = tg.randn(5, 3, 4, device=device)
-    with pytest.raises(TypeError, match="initial state part 0 is a ndarray, expected a Tensor"):
+    with pytest.raises(TypeError, match=r"initial state part 0 .* must be a tinygrad_rnn Tensor, got a numpy.ndarray"):
         nn.GRU(4, 8, device=device)(x, np.zeros((1, 3, 8), np.float32))
-    with pytest.raises(TypeError, match="initial state part 0 is a list, expected a Tensor"):
+    with pytest.raises(TypeError, match=r"initial state part 0 .* must be a tinygrad_rnn Tensor, got a list"):
         nn.LSTM(4, 8, device=device)(x, ([[0.0] * 8] * 3, [[0.0] * 8] * 3))
 
 
@@ -107,3 +107,12 @@ def test_seq2seq_empty_batch_and_generate_arguments(device):
         model.generate(src, [2], max_len=2.5)
     with pytest.raises(ValueError, match="beam_size must be at least 1, got 0"):
         model.generate(src, [2], beam_size=0)
+
+
+def test_a_torch_tensor_is_named_and_the_conversion_said(device):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"LSTM: input must be a tinygrad_rnn Tensor, got a torch.Tensor; "
+                                        r"convert it with tg.tensor\(t.detach\(\).cpu\(\).numpy\(\)\)"):
+        nn.LSTM(4, 8, device=device)(torch.zeros(5, 3, 4))
+    with pytest.raises(TypeError, match="GRUCell: input must be a tinygrad_rnn Tensor, got a torch.Tensor"):
+        nn.GRUCell(4, 8, device=device)(torch.zeros(3, 4))

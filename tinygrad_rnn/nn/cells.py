@@ -37,6 +37,17 @@ def project_input(x, weight, bias=None):
     return flat.reshape(x.shape[:-1] + (weight.shape[0],))
 
 
+def not_a_tensor(owner, what, value):
+    """The TypeError for ``value`` given where a Tensor was expected, naming its type in full
+    (a torch.Tensor is not "a Tensor") and saying how to convert it."""
+    kind = type(value)
+    full = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+    how = ("tg.tensor(t.detach().cpu().numpy())" if full == "torch.Tensor" else
+           "tg.tensor(...)" if isinstance(value, (list, tuple)) or hasattr(value, "__array__") else None)
+    return TypeError(f"{owner}: {what} must be a tinygrad_rnn Tensor, got a {full}"
+                     + (f"; convert it with {how}" if how else ""))
+
+
 def check_size(owner, name, value, minimum=1):
     """``value`` as an int >= ``minimum``; TypeError for a non-integer (a float, a bool), ValueError
     below the minimum, each naming the argument, as PyTorch's layers do."""
@@ -125,7 +136,7 @@ class RecurrentCell(Module):
         kernel runs it over one step (one graph node), except inside a step being traced (a
         decoder step calling its cells), where the tracer must see the composed step's ops."""
         if not isinstance(x, Tensor):
-            raise TypeError(f"{type(self).__name__}: input must be a Tensor, got {type(x).__name__}")
+            raise not_a_tensor(type(self).__name__, "input", x)
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
             raise ValueError(f"{type(self).__name__}: input has shape {x.shape}, expected "
                              f"(batch, {self.input_size}) or ({self.input_size},)")
@@ -173,8 +184,7 @@ def _checked_parts(cell, state, name=None):
     parts = _parts(state)
     for i, s in enumerate(parts):
         if not isinstance(s, Tensor):
-            raise TypeError(f"{name or type(cell).__name__}: state part {i} is a {type(s).__name__}, expected a "
-                            "Tensor (wrap arrays with tg.tensor)")
+            raise not_a_tensor(name or type(cell).__name__, f"state part {i}", s)
     return parts
 
 

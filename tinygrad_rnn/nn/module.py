@@ -4,6 +4,8 @@ A Module finds its parameters and sub-modules by looking at its own attributes,
 in the order they were assigned (as PyTorch registers them), so a layer is
 just a class that assigns Parameters in ``__init__`` and computes in ``forward``.
 """
+from collections.abc import Mapping
+
 import numpy as np
 
 from .. import backend
@@ -72,15 +74,27 @@ class Module:
         return {name: p.numpy().copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state, strict=True):
-        """Copy arrays (NumPy arrays, Tensors, or a PyTorch state dict converted to
-        NumPy) into the parameters, keeping each parameter's dtype and device.
-        ``strict`` requires the keys to match exactly; shapes must always match.
-        Returns (missing keys, unexpected keys)."""
+        """Copy arrays (NumPy arrays, Tensors, PyTorch tensors, or nested lists of numbers)
+        into the parameters, keeping each parameter's dtype and device.
+        ``strict`` requires the keys to match exactly; shapes must always match, and
+        each value must convert to its parameter's dtype (numbers only, no overflow
+        to inf). Everything is checked before anything is assigned, so on an error
+        the model is unchanged. Returns (missing keys, unexpected keys)."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"load_state_dict into {type(self).__name__}: expected a mapping of names to arrays, "
+                            f"got {type(state).__name__}")
         own = dict(self.named_parameters())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
-        wrong = [f"{k}: expected {own[k].shape}, got {tuple(np.shape(_host(v)))}"
-                 for k, v in state.items() if k in own and tuple(np.shape(_host(v))) != own[k].shape]
+        new, wrong, bad = {}, [], []
+        for k, v in state.items():
+            if k in own:
+                try:
+                    new[k] = _converted(v, own[k])
+                except _ShapeMismatch as e:
+                    wrong.append(f"{k}: {e}")
+                except (TypeError, ValueError) as e:
+                    bad.append(f"{k}: {e}")
         problems = []
         if strict and missing:
             problems.append(f"missing keys {missing}")
@@ -88,12 +102,13 @@ class Module:
             problems.append(f"unexpected keys {unexpected}")
         if wrong:
             problems.append(f"shape mismatch for {'; '.join(wrong)}")
+        if bad:
+            problems.append(f"cannot convert {'; '.join(bad)}")
         if problems:
-            raise ValueError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
-        for k, v in state.items():
-            if k in own:
-                p = own[k]
-                p.data = backend.to_device(np.asarray(_host(v), dtype=p.dtype).copy(), p.device)
+            raise ValueError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems) +
+                             " (nothing was loaded)")
+        for k, array in new.items():
+            own[k].data = backend.to_device(array, own[k].device)
         return missing, unexpected
 
     def zero_grad(self, set_to_none=True):
@@ -142,9 +157,15 @@ class ModuleList(Module):
             self.append(m)
 
     def append(self, module):
+        return self._add(str(len(self)), module)
+
+    def _add(self, name, module):
+        kind = type(self).__name__
         if not isinstance(module, Module):
-            raise TypeError(f"ModuleList holds Modules, got {type(module).__name__}")
-        setattr(self, str(len(self)), module)
+            raise TypeError(f"{kind} holds Modules, got {type(module).__name__}")
+        if not isinstance(name, str) or not name or "." in name or hasattr(self, name):
+            raise ValueError(f"{kind}: a module name must be a new, non-empty string without '.', got {name!r}")
+        setattr(self, name, module)
         return self
 
     def __len__(self):
@@ -155,6 +176,70 @@ class ModuleList(Module):
 
     def __iter__(self):
         return self.children()
+
+
+class _ShapeMismatch(ValueError):
+    pass
+
+
+def _converted(v, p):
+    """``v`` as a new NumPy array of p's shape and dtype, or a ValueError/TypeError saying why not."""
+    array = np.asarray(_host(v))
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"holds {array.dtype} values ({type(v).__name__}), expected numbers")
+    if array.shape != p.shape:
+        raise _ShapeMismatch(f"expected {p.shape}, got {array.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = array.astype(p.dtype)                  # always a copy
+    if p.dtype.kind == "f":
+        lost = np.isfinite(array) & ~np.isfinite(out)
+        if lost.any():
+            raise ValueError(f"{int(lost.sum())} finite value(s) overflow {p.dtype.name}, "
+                             f"e.g. {array[lost].flat[0]!r}")
+    elif not np.array_equal(out.astype(array.dtype), array):
+        raise ValueError(f"its values do not fit {p.dtype.name} exactly")
+    return out
+
+
+class Sequential(ModuleList):
+    """Modules applied in order: ``Sequential(a, b, c)(x)`` is ``c(b(a(x)))``.
+
+    Args:
+        *modules: the modules, registered under the names "0", "1", ...; or a single
+            ``OrderedDict`` (or dict) of name -> module, registered under its names.
+
+    Shape:
+        input: what the first module takes; output: what the last one gives (an
+        empty Sequential returns its input).
+
+    Indexing, ``len``, iteration and ``append`` work as on a ModuleList; a slice is
+    a Sequential of those modules under their names.
+
+    Example::
+
+        >>> model = tg.nn.Sequential(tg.nn.Linear(3, 8), tg.nn.Dropout(0.1), tg.nn.Linear(8, 1))
+        >>> model(tg.randn(4, 3)).shape
+        (4, 1)
+        >>> [name for name, _ in model.named_parameters()]
+        ['0.weight', '0.bias', '2.weight', '2.bias']
+    """
+
+    def __init__(self, *modules):
+        if len(modules) == 1 and isinstance(modules[0], Mapping):
+            for name, module in modules[0].items():
+                self._add(name, module)
+        else:
+            super().__init__(modules)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Sequential(dict(list(self.named_children())[i]))
+        return super().__getitem__(i)
+
+    def forward(self, x):
+        for module in self:
+            x = module(x)
+        return x
 
 
 def _host(v):

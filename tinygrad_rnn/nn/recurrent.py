@@ -18,7 +18,7 @@ from .. import backend, creation
 from .. import functional as F
 from ..tensor import Tensor
 from ..xp import concatenate, stack, unbind, where
-from .cells import RecurrentCell, check_size, check_state
+from .cells import RecurrentCell, check_size, check_state, not_a_tensor
 from .gru import GRUCell
 from .lstm import LSTMCell
 from .rnn import RNNCell
@@ -218,7 +218,7 @@ class Recurrent(Module):
 
     def _check_input(self, x, name):
         if not isinstance(x, Tensor):
-            raise TypeError(f"{name}: input must be a Tensor, got {type(x).__name__}")
+            raise not_a_tensor(name, "input", x)
         if x.ndim not in (2, 3):
             layout = "(batch, seq, feature)" if self.batch_first else "(seq, batch, feature)"
             raise ValueError(f"{name}: input has {x.ndim} dims, expected 3 {layout} or 2 (seq, feature)")
@@ -250,8 +250,7 @@ class Recurrent(Module):
         for i, (part, zero) in enumerate(zip(parts, zeros)):
             expected = (count,) + zero.shape
             if not isinstance(part, Tensor):
-                raise TypeError(f"{name}: initial state part {i} is a {type(part).__name__}, expected a Tensor "
-                                f"of shape {expected} (wrap arrays with tg.tensor)")
+                raise not_a_tensor(name, f"initial state part {i} (expected shape {expected})", part)
             if part.shape != expected:
                 raise ValueError(f"{name}: initial state part {i} has shape {part.shape}, "
                                  f"expected {expected} (num_layers*directions, batch, state size)")
