@@ -325,7 +325,7 @@ def test_bad_constructor_arguments():
     for cls in (tg.nn.RNNCell, tg.nn.LSTMCell, tg.nn.GRUCell):
         with pytest.raises(ValueError, match="hidden_size must be at least 1, got 0"):
             cls(2, 0)
-        with pytest.raises(ValueError, match="input_size=0"):
+        with pytest.raises(ValueError, match="input_size must be at least 1, got 0"):
             cls(0, 2)
 
 
