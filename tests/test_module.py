@@ -1,5 +1,6 @@
-"""nn.Module, Parameter, ModuleList, the basic layers (Linear, Embedding,
-Dropout) and gradient checkpointing.
+"""nn.Module, Parameter, ModuleList, Sequential, the basic layers (Linear, Embedding,
+Dropout), the loss Modules, the state-dict helpers to and from PyTorch, and gradient
+checkpointing.
 
 Properties held here: parameter names and order follow PyTorch, state dicts are
 independent NumPy copies that round-trip bit-exactly, ``load_state_dict`` checks
@@ -8,6 +9,10 @@ layer gradients match finite differences in float64, and a checkpointed
 function has exactly the gradients of the plain one.
 """
 import math
+import re
+import subprocess
+import sys
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -248,6 +253,53 @@ def test_load_state_dict_from_torch_tensors(device):
         np.testing.assert_array_equal(p.numpy(), state[name].numpy())
 
 
+BAD_VALUES = [
+    ("strings", np.array([["a", "b", "c"]] * 4), r"holds <U1 values \(ndarray\), expected numbers"),
+    ("None", None, r"holds object values \(NoneType\)"),
+    ("complex", np.ones((4, 3), np.complex64), "holds complex64 values"),
+    ("overflow", np.full((4, 3), 1e300), r"12 finite value\(s\) overflow float32, e\.g\. 1e\+300"),
+]
+
+
+@pytest.mark.parametrize("what, value, words", BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+@pytest.mark.parametrize("strict", [True, False])
+def test_load_state_dict_checks_conversion_before_assigning_anything(what, value, words, strict, device):
+    """A bad value part way through the dict (after entries that are fine) used to leave a
+    half-loaded model; now nothing is assigned."""
+    net = Net(device)
+    before = net.state_dict()
+    state = {k: v + 1 for k, v in before.items()}        # every entry valid and different...
+    state["enc.weight"] = value                          # ...but one, in the middle of the order
+    with pytest.raises(ValueError, match=r"cannot convert enc\.weight: .*nothing was loaded") as info:
+        net.load_state_dict(state, strict=strict)
+    assert re.search(words, str(info.value))
+    for name, p in net.named_parameters():
+        assert same_bits(p.numpy(), before[name]), name
+    del state["enc.weight"]
+    net.load_state_dict(state, strict=False)
+    assert same_bits(net.scale.numpy(), before["scale"] + 1)
+
+
+def test_load_state_dict_into_an_integer_parameter_needs_exact_values(device):
+    class Counter(nn.Module):
+        def __init__(self):
+            self.weight = nn.Parameter(tg.ones(2, device=device))
+            self.counts = nn.Parameter(tg.tensor([1, 2], device=device), requires_grad=False)
+
+    m = Counter()
+    with pytest.raises(ValueError, match="counts: its values do not fit int64 exactly"):
+        m.load_state_dict({"weight": np.zeros(2), "counts": np.array([1.5, 2.0])})
+    assert m.weight.numpy().tolist() == [1.0, 1.0]
+    m.load_state_dict({"weight": np.zeros(2), "counts": np.array([3.0, 4.0])})
+    assert m.counts.numpy().tolist() == [3, 4] and m.counts.dtype == tg.int64
+
+
+def test_load_state_dict_needs_a_mapping(device):
+    net = Net(device)
+    with pytest.raises(TypeError, match="expected a mapping of names to arrays, got list"):
+        net.load_state_dict(list(net.state_dict().items()))
+
+
 # ----------------------------------------------------------------- modes, grads, dtype
 def test_train_and_eval_are_recursive(device):
     net = Net(device)
@@ -433,6 +485,170 @@ def test_dropout_follows_the_seed(device):
     tg.manual_seed(5)
     b = nn.Dropout(0.5)(x).numpy()
     np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------- Sequential
+def test_sequential_runs_its_modules_in_order_under_pytorch_names(device):
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8, dtype=tg.float64, device=device), nn.Dropout(0.5),
+                          nn.Linear(8, 2, dtype=tg.float64, device=device))
+    assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert len(model) == 3 and isinstance(model[1], nn.Dropout) and model[-1] is list(model)[2]
+    model.eval()
+    x = tg.randn(4, 3, dtype=tg.float64, device=device)
+    np.testing.assert_array_equal(model(x).numpy(), model[2](model[1](model[0](x))).numpy())
+    head = model[1:]
+    assert isinstance(head, nn.Sequential) and [n for n, _ in head.named_children()] == ["1", "2"]
+    assert head[1] is model[2]
+    assert model.append(nn.Linear(2, 1, dtype=tg.float64, device=device)) is model
+    assert model(x).shape == (4, 1) and "3.weight" in model.state_dict()
+    assert nn.Sequential()(x) is x
+    assert repr(nn.Sequential(nn.Dropout(0.1))) == "Sequential(\n  (0): Dropout(p=0.1)\n)"
+
+
+def test_sequential_takes_named_modules(device):
+    model = nn.Sequential(OrderedDict([("encoder", nn.Linear(3, 4, device=device)),
+                                       ("decoder", nn.Linear(4, 3, device=device))]))
+    assert [n for n, _ in model.named_parameters()] == ["encoder.weight", "encoder.bias",
+                                                         "decoder.weight", "decoder.bias"]
+    assert model.encoder is model[0]
+    assert model(tg.ones(2, 3, device=device)).shape == (2, 3)
+
+
+def test_sequential_refuses_non_modules_and_bad_names():
+    with pytest.raises(TypeError, match="Sequential holds Modules, got function"):
+        nn.Sequential(nn.Linear(2, 2), lambda x: x)
+    with pytest.raises(TypeError, match="Sequential holds Modules, got list"):
+        nn.Sequential([nn.Linear(2, 2)])
+    for bad in ("a.b", "", "forward", "training", 3):
+        with pytest.raises(ValueError, match="a module name must be a new, non-empty string"):
+            nn.Sequential({bad: nn.Linear(2, 2)})
+
+
+def test_sequential_matches_torch(device):
+    torch = pytest.importorskip("torch")
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Linear(5, 2)).double()
+    ours = nn.Sequential(nn.Linear(3, 5, device=device), nn.Linear(5, 2, device=device)).to(dtype=tg.float64)
+    ours.load_state_dict(theirs.state_dict())
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    np.testing.assert_allclose(ours(tg.tensor(x, dtype=tg.float64, device=device)).numpy(),
+                               theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------- losses as Modules
+def _classes(device, shape=(6, 4, 3)):
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal(shape)
+    target = rng.integers(0, shape[1], (shape[0],) + shape[2:])
+    target.flat[::4] = 2
+    return logits, target
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("ignore_index", [-100, 2])
+def test_cross_entropy_loss_module_matches_functional_and_torch(reduction, ignore_index, device):
+    logits, target = _classes(device)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)
+    x = tg.tensor(logits, dtype=tg.float64, device=device, requires_grad=True)
+    t = tg.tensor(target, device=device)
+    got = loss_fn(x, t)
+    np.testing.assert_array_equal(got.numpy(), F.cross_entropy(x, t, ignore_index, reduction).numpy())
+    torch = pytest.importorskip("torch")
+    tx = torch.tensor(logits, requires_grad=True)
+    expected = torch.nn.CrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)(tx, torch.tensor(target))
+    np.testing.assert_allclose(got.numpy(), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    got.sum().backward()
+    expected.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mse_loss_module_matches_torch(reduction, device):
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((2, 5, 3))
+    got = nn.MSELoss(reduction=reduction)(tg.tensor(a, dtype=tg.float64, device=device),
+                                          tg.tensor(b, dtype=tg.float64, device=device))
+    np.testing.assert_allclose(got.numpy(), np.mean((a - b) ** 2) if reduction == "mean" else
+                               np.sum((a - b) ** 2) if reduction == "sum" else (a - b) ** 2, rtol=1e-12)
+    torch = pytest.importorskip("torch")
+    expected = torch.nn.MSELoss(reduction=reduction)(torch.from_numpy(a), torch.from_numpy(b))
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-12)
+
+
+def test_loss_modules_check_their_arguments():
+    for cls in (nn.CrossEntropyLoss, nn.MSELoss):
+        with pytest.raises(ValueError, match=r"reduction must be one of \('none', 'mean', 'sum'\), got 'average'"):
+            cls(reduction="average")
+        with pytest.raises(TypeError):           # PyTorch's positional weight / size_average
+            cls(None)
+    with pytest.raises(TypeError, match="ignore_index must be an int, got 0.5"):
+        nn.CrossEntropyLoss(ignore_index=0.5)
+    assert repr(nn.CrossEntropyLoss()) == "CrossEntropyLoss(ignore_index=-100, reduction='mean')"
+    assert repr(nn.MSELoss(reduction="sum")) == "MSELoss(reduction='sum')"
+
+
+# ----------------------------------------------------------------- state dicts to and from PyTorch
+def test_torch_state_dict_helpers_carry_an_lstm_both_ways(device):
+    torch = pytest.importorskip("torch")
+    tg.manual_seed(0)
+    ours = nn.LSTM(3, 4, num_layers=2, bidirectional=True, device=device)
+    theirs = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True)
+    sd = nn.utils.to_torch_state_dict(ours)
+    assert list(sd) == [n for n, _ in ours.named_parameters()]
+    assert all(isinstance(v, torch.Tensor) and v.dtype == torch.float32 for v in sd.values())
+    theirs.load_state_dict(sd)                                   # strict: every name matches
+    for name, p in ours.named_parameters():
+        assert same_bits(theirs.state_dict()[name].numpy(), p.numpy()), name
+    sd["weight_ih_l0"].zero_()                                   # a copy, not a view of the model
+    assert np.any(ours.weight_ih_l0.numpy())
+
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    expected, _ = theirs(torch.from_numpy(x))
+    got, _ = ours(tg.tensor(x, device=device))
+    np.testing.assert_allclose(got.numpy(), expected.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+    with torch.no_grad():
+        for v in theirs.parameters():
+            v.mul_(0.5)
+    back = nn.utils.from_torch_state_dict(theirs)                # a torch Module or its state_dict
+    assert all(type(v) is np.ndarray for v in back.values())
+    assert list(back) == list(nn.utils.from_torch_state_dict(theirs.state_dict()))
+    ours.load_state_dict(back)
+    for name, p in ours.named_parameters():
+        assert same_bits(p.numpy(), theirs.state_dict()[name].numpy()), name
+    back["bias_hh_l1"][...] = 7                                  # a copy, not a view of the torch model
+    assert not torch.any(theirs.bias_hh_l1 == 7)
+
+
+def test_to_torch_state_dict_takes_a_state_dict_and_from_torch_names_bad_entries(device):
+    torch = pytest.importorskip("torch")
+    net = Net(device, tg.float64)
+    state = net.state_dict()
+    sd = nn.utils.to_torch_state_dict(state)
+    assert sd["enc.weight"].dtype == torch.float64 and list(sd) == NET_NAMES
+    sd["enc.weight"].fill_(7.0)                                  # copies, not views of the dict passed in
+    assert not np.any(state["enc.weight"] == 7.0)
+    assert torch.equal(nn.utils.to_torch_state_dict({"t": tg.ones(2, device=device)})["t"], torch.ones(2))
+    with pytest.raises(TypeError, match="expected a Module or a state dict, got int"):
+        nn.utils.to_torch_state_dict(3)
+    with pytest.raises(TypeError, match="'w' is torch.bfloat16, which NumPy cannot hold"):
+        nn.utils.from_torch_state_dict({"w": torch.zeros(2, dtype=torch.bfloat16)})
+    with pytest.raises(TypeError, match="'w' is a ndarray, expected a torch.Tensor"):
+        nn.utils.from_torch_state_dict({"w": np.zeros(2)})
+    with pytest.raises(TypeError, match="expected a torch.nn.Module or its state dict"):
+        nn.utils.from_torch_state_dict([1, 2])
+
+
+def test_torch_helpers_say_torch_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)             # as if it were not installed
+    for helper, arg in ((nn.utils.to_torch_state_dict, nn.Linear(2, 2)), (nn.utils.from_torch_state_dict, {})):
+        with pytest.raises(ImportError, match=f"{helper.__name__} needs PyTorch, which is not installed"):
+            helper(arg)
+
+
+def test_importing_the_package_does_not_import_torch():
+    code = "import sys, tinygrad_rnn; tinygrad_rnn.nn.utils; assert 'torch' not in sys.modules, 'torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ----------------------------------------------------------------- same seed, same model

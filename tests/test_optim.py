@@ -4,7 +4,9 @@ Each optimizer runs several steps on a fixed sequence of gradients and is
 compared with its update rule written out below in NumPy (float64) and, where
 PyTorch is installed, with ``torch.optim`` under the same hyperparameters.
 Schedules are compared with their closed forms, clipping with the norm it
-promises.
+promises. A gradient, a state buffer or a hyperparameter that does not fit
+raises before anything changes: a step keeps every parameter's shape and dtype
+or raises.
 """
 import math
 
@@ -381,10 +383,64 @@ def test_training_a_module_reduces_the_loss(device):
     ("Adagrad", dict(lr_decay=-0.1), "lr_decay"),
     ("Adagrad", dict(initial_accumulator_value=-1.0), "initial_accumulator_value"),
     ("Adagrad", dict(lr=-0.1), "lr"),
+    ("Adagrad", dict(weight_decay=-0.1), "weight_decay"),
+    ("Adagrad", dict(eps=-1e-10), "eps"),
+    ("RMSprop", dict(weight_decay=-0.1), "weight_decay"),
+    ("RMSprop", dict(lr=-0.1), "lr"),
+    ("AdamW", dict(weight_decay=-0.1), "weight_decay"),
+    ("AdamW", dict(eps=-1.0), "eps"),
+    ("Adam", dict(betas=(0.9,)), r"betas must be a pair \(beta1, beta2\), got \(0.9,\)"),
+    ("Adam", dict(betas=(0.9, 0.99, 0.9)), "betas must be a pair"),
+    ("Adam", dict(lr=float("nan")), "lr must be finite, got nan"),
+    ("SGD", dict(lr=float("inf")), "lr must be finite"),
+    ("RMSprop", dict(eps=float("nan")), "eps must be finite"),
 ])
 def test_bad_hyperparameters_raise(name, kwargs, words, device):
     with pytest.raises(ValueError, match=words):
         getattr(optim, name)(make_params(device), **kwargs)
+
+
+@pytest.mark.parametrize("name, kwargs, words", [
+    ("SGD", dict(lr="0.1"), r"SGD: lr must be a real number, got '0.1' \(str\)"),
+    ("Adam", dict(lr=None), "lr must be a real number, got None"),
+    ("Adam", dict(betas=(0.9, "0.999")), "betas must be a real number"),
+    ("Adam", dict(amsgrad="yes"), "amsgrad must be True or False, got 'yes'"),
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov="no"), "nesterov must be True or False"),
+    ("RMSprop", dict(centered=1), "centered must be True or False"),
+    ("Adagrad", dict(lr_decay=[0.1]), "lr_decay must be a real number"),
+])
+def test_hyperparameters_of_the_wrong_type_raise_at_construction(name, kwargs, words, device):
+    with pytest.raises(TypeError, match=words):
+        getattr(optim, name)(make_params(device), **kwargs)
+
+
+def test_hyperparameters_of_a_group_are_checked_when_it_is_added(device):
+    a, b = make_params(device)
+    with pytest.raises(TypeError, match="lr must be a real number"):
+        optim.SGD([{"params": [a]}, {"params": [b], "lr": "0.5"}], lr=0.1)
+    with pytest.raises(ValueError, match="nesterov needs momentum > 0"):
+        optim.SGD([{"params": [a]}, {"params": [b], "nesterov": True}], lr=0.1, momentum=0.0)
+    opt = optim.Adam([a], lr=0.1)
+    with pytest.raises(ValueError, match="betas must be in"):
+        opt.add_param_group({"params": [b], "betas": (0.9, 1.0)})
+    assert len(opt.param_groups) == 1
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_numpy_hyperparameters_keep_float32_parameters_float32(name, device):
+    """A NumPy float64 scalar (say an lr read from a file) would promote a float32 array
+    to float64; hyperparameters are kept as Python floats so it cannot."""
+    params = make_params(device, dtype=tg.float32) + [nn.Parameter(tg.tensor(0.5, device=device))]
+    kwargs = dict(lr=np.float64(0.01), weight_decay=np.float64(0.1))
+    if name == "Adam" or name == "AdamW":
+        kwargs["betas"] = np.array([0.9, 0.99])
+    opt = getattr(optim, name)(params, **kwargs)
+    assert type(opt.param_groups[0]["lr"]) is float
+    for grads in gradient_sequence()[:2]:
+        set_grads(params, grads + [np.float32(1.0)])
+        opt.step()
+    assert [p.dtype for p in params] == [tg.float32] * 3
+    assert params[2].shape == ()
 
 
 def test_bad_parameter_lists_raise(device):
@@ -395,6 +451,264 @@ def test_bad_parameter_lists_raise(device):
         optim.SGD([{"params": [a]}, {"params": [a, b]}], lr=0.1)
     with pytest.raises(TypeError, match="leaf"):
         optim.SGD([a * 2], lr=0.1)
+    with pytest.raises(TypeError, match="ordered collection"):
+        optim.SGD({a, b}, lr=0.1)
+    with pytest.raises(TypeError, match="'params' entry"):
+        optim.SGD([{"lr": 0.1}], lr=0.1)
+
+
+@pytest.mark.parametrize("name, kwargs", [CASES[i] for i in (1, 6, 14, 19)], ids=[CASE_IDS[i] for i in (1, 6, 14, 19)])
+def test_a_parameter_listed_twice_is_stepped_once(name, kwargs, device):
+    """PyTorch warns and then steps such a parameter twice; here it is kept once, with the warning."""
+    cls = getattr(optim, name)
+    a, b = make_params(device)
+    twin_a, twin_b = make_params(device)
+    with pytest.warns(UserWarning, match="more than once") as record:
+        opt = cls([a, b, a], **kwargs)
+    assert record[0].filename == __file__                  # the warning points at the caller
+    reference = cls([twin_a, twin_b], **kwargs)
+    assert len(opt.param_groups[0]["params"]) == 2
+    for grads in gradient_sequence()[:3]:
+        set_grads([a, b], grads)
+        set_grads([twin_a, twin_b], grads)
+        opt.step()
+        reference.step()
+    np.testing.assert_array_equal(a.numpy(), twin_a.numpy())
+    np.testing.assert_array_equal(b.numpy(), twin_b.numpy())
+    c = nn.Parameter(tg.zeros(2, dtype=tg.float64, device=device))
+    with pytest.warns(UserWarning, match="more than once"):
+        opt.add_param_group({"params": [c, c]})
+    assert opt.param_groups[1]["params"] == [c]
+    with pytest.raises(ValueError, match=r"two groups \(params\[1\] of the new group is already in "
+                                         r"param_groups\[0\]\)"):
+        opt.add_param_group({"params": [nn.Parameter(tg.zeros(1)), b]})
+
+
+# ----------------------------------------------------------------- gradients and states unlike their parameter
+def _snapshot(params, opt):
+    return ([p.data for p in params], [p.numpy().copy() for p in params],
+            {id(p): {k: np.array(backend_host(v), copy=True) for k, v in s.items()} for p, s in opt.state.items()})
+
+
+def backend_host(v):
+    return tg.Tensor(v).numpy() if hasattr(v, "shape") else v
+
+
+def _assert_unchanged(params, opt, snapshot):
+    arrays, values, state = snapshot
+    for p, a, v in zip(params, arrays, values):
+        assert p.data is a
+        np.testing.assert_array_equal(p.numpy(), v)
+    assert {id(p) for p in opt.state if opt.state[p]} == {k for k, s in state.items() if s}
+    for p, s in opt.state.items():
+        for k, v in s.items():
+            np.testing.assert_array_equal(backend_host(v), state[id(p)][k])
+
+
+BAD_GRADS = [
+    ("float64 for float32", lambda p: tg.ones(p.shape, dtype=tg.float64, device=p.device),
+     ValueError, r"\.grad has dtype float64, expected dtype float32 like the parameter"),
+    ("(3, 1) for (5,)", lambda p: tg.ones(3, 1, device=p.device),
+     ValueError, r"\.grad has shape \(3, 1\), expected shape \(5,\)"),
+    ("(1,) for (5,)", lambda p: tg.ones(1, device=p.device),
+     ValueError, r"\.grad has shape \(1,\), expected shape \(5,\)"),
+    ("int64 for float32", lambda p: tg.ones(p.shape, dtype=tg.int64, device=p.device),
+     ValueError, "dtype int64, expected dtype float32"),
+    ("an ndarray", lambda p: np.ones(p.shape, np.float32), TypeError, "a .grad of type ndarray, expected a Tensor"),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_GRADS, ids=[b[0] for b in BAD_GRADS])
+@pytest.mark.parametrize("name, kwargs", CASES, ids=CASE_IDS)
+def test_step_refuses_a_grad_unlike_its_parameter(name, kwargs, bad, device):
+    """The second parameter gets a bad gradient after two good steps: the step raises,
+    naming it, and neither parameter nor any state has changed."""
+    _, make_grad, error, words = bad
+    params = make_params(device, dtype=tg.float32)
+    opt = getattr(optim, name)(params, **kwargs)
+    for grads in gradient_sequence()[:2]:
+        set_grads(params, grads)
+        opt.step()
+    set_grads(params, gradient_sequence()[2])
+    params[1].grad = make_grad(params[1])
+    snapshot = _snapshot(params, opt)
+    with pytest.raises(error, match=words) as info:
+        opt.step()
+    assert "param_groups[0]['params'][1] (shape (5,), float32)" in str(info.value)
+    _assert_unchanged(params, opt, snapshot)
+    params[1].grad = tg.ones(5, device=device)              # once fixed, stepping works again
+    opt.step()
+    assert [p.dtype for p in params] == [tg.float32] * 2 and params[1].shape == (5,)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_step_refuses_a_gradient_a_hook_made_float64(name, device):
+    w = nn.Parameter(tg.ones(2, device=device))
+    w.register_hook(lambda g: g.double())
+    opt = getattr(optim, name)([w], lr=0.1)
+    (w * w).sum().backward()
+    assert w.grad.dtype == tg.float64          # the engine lets it through; the step must not
+    with pytest.raises(ValueError, match="dtype float64, expected dtype float32"):
+        opt.step()
+    assert w.dtype == tg.float32 and w.numpy().tolist() == [1.0, 1.0]
+
+
+def test_step_refuses_state_left_behind_by_a_cast_model(device):
+    model = nn.Linear(3, 2, device=device)
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    model(tg.ones(1, 3, device=device)).sum().backward()
+    opt.step()
+    model.to(dtype=tg.float64)
+    model(tg.ones(1, 3, dtype=tg.float64, device=device)).sum().backward()
+    snapshot = _snapshot(model.parameters(), opt)
+    with pytest.raises(ValueError, match="state 'exp_avg' has dtype float32, expected dtype float64.*casts it"):
+        opt.step()
+    _assert_unchanged(model.parameters(), opt, snapshot)
+    opt.load_state_dict(opt.state_dict())         # the remedy the message names
+    opt.step()
+    assert all(p.dtype == tg.float64 for p in model.parameters())
+    assert all(v.dtype == np.float64 for s in opt.state.values() for v in s.values() if hasattr(v, "dtype"))
+
+
+# ----------------------------------------------------------------- loading optimizer state
+def _stepped(cls, kwargs, model, steps=2):
+    opt = cls(model.parameters(), **kwargs)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(tg.ones(1, model.in_features, dtype=model.weight.dtype, device=model.weight.device)).sum().backward()
+        opt.step()
+    return opt
+
+
+@pytest.mark.parametrize("name, kwargs", [CASES[i] for i in (1, 3, 8, 13, 18, 22)],
+                         ids=[CASE_IDS[i] for i in (1, 3, 8, 13, 18, 22)])
+def test_loading_the_state_of_another_model_raises_and_changes_nothing(name, kwargs, device):
+    """The issue's case: SGD momentum saved from a Linear(3, 2), loaded into a Linear(1, 1)
+    (same number of parameters) used to turn its weight into (2, 3) at the next step."""
+    cls = getattr(optim, name)
+    saved = _stepped(cls, kwargs, nn.Linear(3, 2, device=device)).state_dict()
+    small = nn.Linear(1, 1, device=device)
+    opt = _stepped(cls, {**kwargs, "lr": 0.5}, small, steps=1)
+    snapshot = _snapshot(small.parameters(), opt)
+    with pytest.raises(ValueError, match=r"state\[0\]\['\w+'\] has shape \(2, 3\), expected \(1, 1\)"):
+        opt.load_state_dict(saved)
+    _assert_unchanged(small.parameters(), opt, snapshot)
+    assert opt.param_groups[0]["lr"] == 0.5                 # the hyperparameters were not taken either
+    small(tg.ones(1, 1, device=device)).sum().backward()
+    opt.step()
+    assert small.weight.shape == (1, 1)
+
+
+def test_load_state_dict_checks_every_entry_before_taking_any(device):
+    model = nn.Linear(3, 2, device=device)
+    good = _stepped(optim.Adam, dict(lr=0.1), model).state_dict()
+
+    def variant(change):
+        sd = {"state": {i: dict(s) for i, s in good["state"].items()},
+              "param_groups": [dict(g) for g in good["param_groups"]]}
+        change(sd)
+        return sd
+
+    bad = [
+        (lambda sd: sd["state"][1].update(exp_avg=np.array(["a", "b"])), TypeError,
+         r"state\[1\]\['exp_avg'\] holds <U1"),
+        (lambda sd: sd["state"][1].update(exp_avg_sq=np.zeros(3)), ValueError, r"has shape \(3,\), expected \(2,\)"),
+        (lambda sd: sd["state"][0].update(step=2.5), ValueError, r"step'\] must be a whole number >= 0"),
+        (lambda sd: sd["state"][0].update(step=-1), ValueError, "whole number"),
+        (lambda sd: sd["state"].update({2: sd["state"][0]}), ValueError,
+         "state for parameter 2, but this optimizer has 2"),
+        (lambda sd: sd["state"].update({-1: sd["state"][0]}), ValueError, "state for parameter -1"),
+        (lambda sd: sd["state"].update({"w": sd["state"][0]}), TypeError, "parameter indices, got 'w'"),
+        (lambda sd: sd["param_groups"][0].update(lr=-1.0), ValueError, "lr must be >= 0"),
+        (lambda sd: sd["param_groups"][0].update(betas=(0.9,)), ValueError, "betas must be a pair"),
+        (lambda sd: sd.pop("param_groups"), TypeError, "'state' and 'param_groups'"),
+    ]
+    opt = optim.Adam(model.parameters(), lr=0.5)
+    model(tg.ones(1, 3, device=device)).sum().backward()
+    opt.step()
+    snapshot = _snapshot(model.parameters(), opt)
+    groups = [dict(g) for g in opt.param_groups]
+    for change, error, words in bad:
+        with pytest.raises(error, match=words):
+            opt.load_state_dict(variant(change))
+        _assert_unchanged(model.parameters(), opt, snapshot)
+        assert opt.param_groups == groups
+
+
+@pytest.mark.parametrize("name, kwargs", [CASES[i] for i in (1, 8, 13, 18, 22)],
+                         ids=[CASE_IDS[i] for i in (1, 8, 13, 18, 22)])
+def test_loaded_state_takes_the_parameters_dtype(name, kwargs, device):
+    """State saved from float64 parameters (a 0-d one among them, whose state NumPy may
+    hand back as scalars) and loaded for float32 ones: every parameter stays float32."""
+    cls = getattr(optim, name)
+
+    def params(dtype):
+        return make_params(device, dtype=dtype) + [nn.Parameter(tg.tensor(0.5, dtype=dtype, device=device))]
+
+    def step(opt, ps, grads):
+        set_grads(ps, grads + [np.float64(0.3)])
+        opt.step()
+
+    src = params(tg.float64)
+    opt = cls(src, **kwargs)
+    for grads in gradient_sequence()[:2]:
+        step(opt, src, grads)
+    saved = opt.state_dict()
+    for s in saved["state"].values():                      # as NumPy scalars and 0-d arrays
+        for k, v in s.items():
+            s[k] = np.int64(v) if k == "step" else (v[()] if v.ndim == 0 else v)
+    dst = params(tg.float32)
+    opt32 = cls(dst, **kwargs)
+    opt32.load_state_dict(saved)
+    assert all(v.dtype == np.float32 for s in opt32.state.values() for v in s.values() if hasattr(v, "dtype"))
+    assert all(type(s["step"]) is int for s in opt32.state.values() if "step" in s)
+    for grads in gradient_sequence()[2:4]:
+        step(opt32, dst, grads)
+    assert [p.dtype for p in dst] == [tg.float32] * 3 and dst[2].shape == ()
+
+
+# ----------------------------------------------------------------- the property the issue asks for
+GRAD_DTYPES = [tg.float32, tg.float64, tg.int64]
+
+
+@hyp(20)
+@given(case=st.integers(0, len(CASES) - 1),
+       shape=st.lists(st.integers(1, 3), max_size=3).map(tuple),
+       dtype=st.sampled_from([tg.float32, tg.float64]),
+       grads=st.lists(st.tuples(st.sampled_from(GRAD_DTYPES),
+                                st.one_of(st.none(), st.lists(st.integers(1, 3), max_size=3).map(tuple))),
+                      min_size=1, max_size=4),
+       reload=st.booleans())
+def test_a_step_keeps_every_parameters_shape_and_dtype_or_raises(case, shape, dtype, grads, reload, device):
+    """Hand-set gradients of any dtype and shape (None: the parameter's own shape), with the
+    optimizer's state reloaded from its state_dict or not: each step either keeps every
+    parameter's shape and dtype, or raises and changes nothing."""
+    name, kwargs = CASES[case]
+    cls = getattr(optim, name)
+    rng = np.random.default_rng(0)
+    params = [nn.Parameter(tg.tensor(rng.standard_normal(shape), dtype=dtype, device=device)),
+              nn.Parameter(tg.tensor(rng.standard_normal(3), dtype=dtype, device=device))]
+    opt = cls(params, **kwargs)
+    for i, (grad_dtype, grad_shape) in enumerate(grads):
+        grad_shape = shape if grad_shape is None else grad_shape
+        params[0].grad = tg.tensor(rng.standard_normal(grad_shape) * 3, dtype=grad_dtype, device=device)
+        params[1].grad = tg.ones(3, dtype=dtype, device=device)
+        snapshot = _snapshot(params, opt)
+        ok = grad_shape == shape and grad_dtype == dtype
+        try:
+            opt.step()
+        except ValueError as e:
+            assert not ok, e
+            assert "params'][0]" in str(e)
+            _assert_unchanged(params, opt, snapshot)
+        else:
+            assert ok
+        assert params[0].shape == shape and params[1].shape == (3,)
+        assert params[0].dtype == dtype and params[1].dtype == dtype
+        if reload:
+            state = opt.state_dict()
+            opt = cls(params, **kwargs)
+            opt.load_state_dict(state)
 
 
 # ----------------------------------------------------------------- learning-rate schedules

@@ -7,15 +7,15 @@ from .gru import GRUCell
 from .lstm import LSTMCell
 from .rnn import RNNCell
 from .trace_scan import named
-from .layers import Dropout, Embedding, Linear
-from .module import Module, ModuleList, Parameter
+from .layers import CrossEntropyLoss, Dropout, Embedding, Linear, MSELoss
+from .module import Module, ModuleList, Parameter, Sequential
 from .recurrent import GRU, LSTM, RNN, Recurrent, unroll
 from .seq2seq import Seq2Seq
 from .tree import ChildSumTreeLSTM, NaryTreeLSTM, RecursiveNN, Tree, TreeBatch, TreeNetwork
 from .variants import ClockworkRNNCell, CoupledLSTMCell, JordanCell, PeepholeLSTMCell
 
-__all__ = ["Attention", "bptt", "ChildSumTreeLSTM", "ClockworkRNNCell", "CoupledLSTMCell", "Dropout",
-           "Embedding", "functional", "GatedCell", "GateLayout", "GRU", "GRUCell", "init", "JordanCell", "Linear",
-           "LSTM", "LSTMCell", "Module", "ModuleList", "named", "NaryTreeLSTM", "Parameter", "PeepholeLSTMCell",
-           "Recurrent", "RecurrentCell", "RecursiveNN", "RNN", "RNNCell", "Seq2Seq", "Tree", "TreeBatch",
-           "TreeNetwork", "unroll", "utils"]
+__all__ = ["Attention", "bptt", "ChildSumTreeLSTM", "ClockworkRNNCell", "CoupledLSTMCell", "CrossEntropyLoss",
+           "Dropout", "Embedding", "functional", "GatedCell", "GateLayout", "GRU", "GRUCell", "init", "JordanCell",
+           "Linear", "LSTM", "LSTMCell", "Module", "ModuleList", "MSELoss", "named", "NaryTreeLSTM", "Parameter",
+           "PeepholeLSTMCell", "Recurrent", "RecurrentCell", "RecursiveNN", "RNN", "RNNCell", "Seq2Seq", "Sequential",
+           "Tree", "TreeBatch", "TreeNetwork", "unroll", "utils"]

@@ -1,5 +1,6 @@
-"""Basic layers: Linear, Embedding, Dropout."""
+"""Basic layers: Linear, Embedding, Dropout, and the losses as Modules: CrossEntropyLoss, MSELoss."""
 import math
+import numbers
 
 from .. import creation
 from .. import functional as F
@@ -73,3 +74,75 @@ class Dropout(Module):
 
     def extra_repr(self):
         return f"p={self.p}"
+
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _check_reduction(owner, reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{owner}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+class CrossEntropyLoss(Module):
+    """Softmax cross-entropy of class indices: :func:`functional.cross_entropy` as a Module.
+
+    Args:
+        ignore_index: a target value that adds nothing to the loss or the gradient
+            and, with ``reduction="mean"``, is not counted. Default: -100.
+        reduction: ``"mean"`` (over the targets not ignored), ``"sum"`` or ``"none"``.
+            Default: ``"mean"``.
+    The arguments are keyword-only, so that PyTorch's positional ``weight`` (not
+    supported here, nor ``label_smoothing``) cannot land in ``ignore_index``.
+
+    Shape:
+        input: (N, C) or (N, C, d1, ...) logits; target: (N,) or (N, d1, ...) integer
+        class ids in [0, C) or ``ignore_index``; output: () or, with
+        ``reduction="none"``, the target's shape.
+
+    Example::
+
+        >>> loss_fn = tg.nn.CrossEntropyLoss(ignore_index=0)
+        >>> logits = tg.randn(4, 5, requires_grad=True)
+        >>> loss = loss_fn(logits, tg.tensor([1, 0, 4, 2]))      # the 0 is padding
+        >>> loss.backward()
+    """
+
+    def __init__(self, *, ignore_index=-100, reduction="mean"):
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+            raise TypeError(f"CrossEntropyLoss: ignore_index must be an int, got {ignore_index!r}")
+        self.ignore_index = int(ignore_index)
+        self.reduction = _check_reduction("CrossEntropyLoss", reduction)
+
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, ignore_index=self.ignore_index, reduction=self.reduction)
+
+    def extra_repr(self):
+        return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+
+
+class MSELoss(Module):
+    """Mean squared error: :func:`functional.mse_loss` as a Module.
+
+    Args:
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (keyword-only). Default: ``"mean"``.
+
+    Shape:
+        input: any shape; target: the same shape (no broadcasting, to catch a
+        misplaced dim); output: () or, with ``reduction="none"``, the input's shape.
+
+    Example::
+
+        >>> loss = tg.nn.MSELoss()(tg.randn(4, 1, requires_grad=True), tg.zeros(4, 1))
+        >>> loss.backward()
+    """
+
+    def __init__(self, *, reduction="mean"):
+        self.reduction = _check_reduction("MSELoss", reduction)
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, reduction=self.reduction)
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}"

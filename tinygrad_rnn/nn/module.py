@@ -90,7 +90,7 @@ class Module:
         for k, v in state.items():
             if k in own:
                 try:
-                    new[k] = _converted(v, own[k])
+                    new[k] = backend.to_device(_converted(v, own[k]), own[k].device)
                 except _ShapeMismatch as e:
                     wrong.append(f"{k}: {e}")
                 except (TypeError, ValueError) as e:
@@ -107,8 +107,8 @@ class Module:
         if problems:
             raise ValueError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems) +
                              " (nothing was loaded)")
-        for k, array in new.items():
-            own[k].data = backend.to_device(array, own[k].device)
+        for k, array in new.items():           # every array is ready: nothing below can fail
+            own[k].data = array
         return missing, unexpected
 
     def zero_grad(self, set_to_none=True):
@@ -195,7 +195,7 @@ def _converted(v, p):
         lost = np.isfinite(array) & ~np.isfinite(out)
         if lost.any():
             raise ValueError(f"{int(lost.sum())} finite value(s) overflow {p.dtype.name}, "
-                             f"e.g. {array[lost].flat[0]!r}")
+                             f"e.g. {array[lost].flat[0].item()!r}")
     elif not np.array_equal(out.astype(array.dtype), array):
         raise ValueError(f"its values do not fit {p.dtype.name} exactly")
     return out

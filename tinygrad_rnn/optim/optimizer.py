@@ -28,7 +28,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 class Optimizer:
     def __init__(self, params, defaults):
-        params = [params] if isinstance(params, Tensor) else list(params)
+        params = _as_list(type(self).__name__, params)
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         self.check_hyperparameters(defaults)
@@ -46,11 +46,7 @@ class Optimizer:
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError(f"{name}: a parameter group must be a dict with a 'params' entry, got {group!r:.60}")
         group = dict(group)
-        params = group["params"]
-        if isinstance(params, (set, frozenset)):
-            raise TypeError(f"{name}: params must be an ordered collection such as a list, got a set "
-                            "(its order, and so the numbering in state_dict, changes between runs)")
-        params = [params] if isinstance(params, Tensor) else list(params)
+        params = _as_list(name, group["params"])
         for i, p in enumerate(params):
             if not isinstance(p, Tensor) or not p.is_leaf:
                 raise TypeError(f"{name}: params[{i}] must be a leaf Tensor, got {p!r:.60}")
@@ -117,13 +113,15 @@ class Optimizer:
             raise TypeError(f"{where} has a .grad of type {type(p.grad).__name__}, expected a Tensor")
         arrays = [("its .grad", p.grad.data, "was it set by hand, or changed by a hook?")]
         arrays += [(f"its state {k!r}", v, "was it loaded from another model? if the model was cast or moved "
-                    "after this optimizer stepped, optimizer.load_state_dict(optimizer.state_dict()) casts the state") for k, v in self.state.get(p, {}).items() if hasattr(v, "shape")]
+                    "after this optimizer stepped, optimizer.load_state_dict(optimizer.state_dict()) casts it")
+                   for k, v in self.state.get(p, {}).items() if hasattr(v, "shape")]
         for what, a, hint in arrays:
-            wrong = [f"{key} {got}, expected {want}" for key, got, want in
+            wrong = [(f"{key} {got}", f"{key} {want}") for key, got, want in
                      (("shape", tuple(a.shape), p.shape), ("dtype", a.dtype.name, p.dtype.name),
                       ("device", _device(a), p.device)) if got != want]
             if wrong:
-                raise ValueError(f"{where}: {what} has {'; '.join(wrong)}, as the parameter ({hint}); "
+                raise ValueError(f"{where}: {what} has {' and '.join(g for g, _ in wrong)}, expected "
+                                 f"{' and '.join(w for _, w in wrong)} like the parameter ({hint}); "
                                  "nothing was updated")
 
     def _describe(self, p):
@@ -173,6 +171,13 @@ class Optimizer:
         for group, merged in zip(self.param_groups, new_groups):
             group.update(merged)
         self.state = new_state
+
+
+def _as_list(owner, params):
+    if isinstance(params, (set, frozenset)):
+        raise TypeError(f"{owner}: params must be an ordered collection such as a list, got a set "
+                        "(its order, and so the numbering in state_dict, changes between runs)")
+    return [params] if isinstance(params, Tensor) else list(params)
 
 
 def _number(owner, key, value):
