@@ -294,6 +294,55 @@ def test_grad_of_several_outputs_with_grad_outputs(device):
     close(single[0], 2 * a * v)
 
 
+def test_grad_gives_a_repeated_input_its_gradient_at_every_position(device):
+    """As torch.autograd.grad: asking twice for a leaf or a non-leaf gives its gradient twice."""
+    a = np.array([1.0, -2.0])
+    x = leaf(a, device)
+    h = x * 2
+    out = (h * 3).sum() + (x * x).sum()
+    gx1, gx2 = tg.grad(out, [x, x], retain_graph=True)
+    close(gx1, 6 + 2 * a)
+    close(gx2, 6 + 2 * a)
+    gh1, gx, gh2 = tg.grad(out, [h, x, h], retain_graph=True, allow_unused=True)
+    close(gh1, [3.0, 3.0])
+    close(gh2, [3.0, 3.0])
+    close(gx, 6 + 2 * a)
+    gx1, gx2 = tg.grad(out, [x, x], create_graph=True)
+    assert gx1.requires_grad and gx2.requires_grad
+    close(gx2, 6 + 2 * a)
+
+
+@st.composite
+def grad_queries(draw):
+    """A small graph's data and the positions asked for (0, 1: leaves; 2, 3: non-leaves; 4: an
+    unused leaf), repeats allowed."""
+    data = draw(hnp.arrays(np.float64, (2, 3), elements=st.floats(-2, 2, allow_nan=False)))
+    return data, draw(st.lists(st.integers(0, 4), min_size=1, max_size=5)), draw(st.booleans())
+
+
+def _graph(data, device):
+    x, y, unused = leaf(data[0], device), leaf(data[1], device), leaf([1.0], device)
+    u = x * y
+    v = u.tanh() + x
+    return (v * u + y * v).sum(), [x, y, u, v, unused]
+
+
+@with_device
+@given(grad_queries())
+def test_grad_of_several_inputs_equals_asking_for_each_alone(device, query):
+    """tg.grad(out, inputs) equals, position by position, tg.grad(out, [input]), repeats included."""
+    data, picks, create_graph = query
+    out, tensors = _graph(data, device)
+    together = tg.grad(out, [tensors[k] for k in picks], allow_unused=True, create_graph=create_graph)
+    for k, got in zip(picks, together):
+        out, tensors = _graph(data, device)
+        alone, = tg.grad(out, [tensors[k]], allow_unused=True)
+        if alone is None:
+            assert got is None
+        else:
+            close(got, alone.numpy())
+
+
 # ----- higher order -----
 @with_device
 @given(vector_pairs())
@@ -445,6 +494,18 @@ def test_non_leaf_hook_sees_replaces_and_is_removed(device):
     close(x.grad, 18 * a)
 
 
+def test_a_hook_returning_an_array_is_told_to_return_a_tensor(device):
+    x = leaf([1.0, 2.0, 3.0], device)
+    x.register_hook(lambda g: g.numpy() * 2)
+    with pytest.raises(TypeError, match=r"hook <lambda>: the value returned must be None or a Tensor of "
+                                        r"shape \(3,\), got a numpy.ndarray; convert it with tg.tensor"):
+        (x * 2).sum().backward()
+    y = leaf([1.0, 2.0, 3.0], device)
+    y.register_hook(lambda g: g[:2])
+    with pytest.raises(RuntimeError, match=r"shape \(3,\), got a Tensor of shape \(2,\)"):
+        (y * 2).sum().backward()
+
+
 def test_retain_grad_keeps_a_non_leaf_gradient(device):
     a = np.array([1.0, -0.5])
     x = leaf(a, device)
@@ -497,6 +558,32 @@ def test_no_grad_as_decorator(device):
     assert tg.is_grad_enabled()
     assert scaled.__name__ == "scaled" and scaled.__doc__ == "Docstring kept."
     close(y, [2.0, 4.0])
+
+
+def test_no_grad_and_enable_grad_as_bare_decorators(device):
+    """As PyTorch: @tg.no_grad and @tg.enable_grad work without parentheses too."""
+    x = leaf([1.0, 2.0], device)
+
+    @tg.no_grad
+    def scaled(t):
+        """Docstring kept."""
+        return t * 2, tg.is_grad_enabled()
+
+    @tg.enable_grad
+    def squared(t):
+        return t * t
+
+    y, mode = scaled(x)
+    assert mode is False and y.grad_fn is None
+    assert scaled.__name__ == "scaled" and scaled.__doc__ == "Docstring kept."
+    with tg.no_grad():
+        z = squared(x)
+        assert not tg.is_grad_enabled()
+    assert z.grad_fn is not None
+    z.sum().backward()
+    close(x.grad, [2.0, 4.0])
+    with pytest.raises(TypeError, match="no_grad: takes no arguments, or a function to decorate; got 3"):
+        tg.no_grad(3)
 
 
 def test_enable_grad_inside_no_grad(device):

@@ -248,6 +248,22 @@ def test_linear_feature_mismatch(device):
         F.linear(T(np.ones((2, 3)), device), T(np.ones((5, 4)), device))
 
 
+def test_linear_needs_an_input_with_a_feature_dim(device):
+    with pytest.raises(ValueError, match=r"linear: expected input of shape \(\*, in_features\) and weight of shape "
+                                         r"\(out_features, in_features\), got \(\) and \(2, 1\)"):
+        F.linear(T(3.0, device), T(np.ones((2, 1)), device))
+    with pytest.raises(ValueError, match=r"got \(2, 3\) and \(\)"):
+        F.linear(T(np.ones((2, 3)), device), T(2.0, device))
+
+
+def test_linear_with_a_1d_weight_drops_the_output_dim(device):
+    """As torch.nn.functional.linear: a weight of shape (in,) gives an output of shape (*)."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 4)), rng.standard_normal(4)
+    close(F.linear(T(x, device), T(w, device)), x @ w)
+    close(F.linear(T(x[0, 0], device), T(w, device)), x[0, 0] @ w)
+
+
 @st.composite
 def embedding_case(draw):
     vocab, dim = draw(st.integers(2, 4)), draw(st.integers(1, 3))
@@ -272,6 +288,37 @@ def test_embedding_repeated_ids_accumulate(device):
     (out * T(np.arange(12.0).reshape(2, 3, 2), device)).sum().backward()
     # row 1 picked at (0,0), (0,2), (1,0); row 3 at (0,1), (1,2); row 0 at (1,1)
     close(w.grad, [[8.0, 9.0], [0 + 4 + 6, 1 + 5 + 7], [0.0, 0.0], [2 + 10, 3 + 11]])
+
+
+@pytest.mark.parametrize("padding_idx", [0, 2, -1, -4])
+def test_embedding_padding_idx_gets_no_gradient(device, padding_idx):
+    """A negative padding_idx counts from the end, as in PyTorch: -1 is the last row."""
+    id_values = np.array([[0, 3, 3], [1, 2, 0]])
+    w = T(np.ones((4, 2)), device, grad=True)
+    out = F.embedding(ids(id_values, device), w, padding_idx=padding_idx)
+    close(out, np.ones((2, 3, 2)))
+    out.sum().backward()
+    counts = np.bincount(id_values.ravel(), minlength=4).astype(float)
+    counts[padding_idx] = 0.0
+    close(w.grad, np.repeat(counts[:, None], 2, axis=1))
+
+
+def test_embedding_padding_idx_matches_torch(device):
+    torch = pytest.importorskip("torch")
+    id_values = np.array([0, 3, 3, 1])
+    w = np.random.default_rng(0).standard_normal((4, 3))
+    ours = T(w, device, grad=True)
+    theirs = torch.tensor(w, requires_grad=True)
+    (F.embedding(ids(id_values, device), ours, padding_idx=-1) ** 2).sum().backward()
+    (torch.nn.functional.embedding(torch.tensor(id_values), theirs, padding_idx=-1) ** 2).sum().backward()
+    close(ours.grad, theirs.grad.numpy())
+
+
+@pytest.mark.parametrize("padding_idx", [4, -5, 1.0])
+def test_embedding_padding_idx_out_of_range(device, padding_idx):
+    with pytest.raises(ValueError, match=rf"embedding: padding_idx must be an int in \[-4, 4\) for 4 rows, "
+                                         rf"got {padding_idx}"):
+        F.embedding(ids([0], device), T(np.ones((4, 2)), device), padding_idx=padding_idx)
 
 
 @pytest.mark.parametrize("bad", [[0, 4], [-1, 0], [[5]]])

@@ -511,6 +511,39 @@ def test_max_min_ties_share_gradient(device, name):
     close(x.grad, [[0, 1 / 3, 1 / 3], [1 / 3, 0, 0]])
 
 
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_min_a_nan_takes_the_gradient(device, name):
+    """A NaN is the extreme, so it gets the gradient (PyTorch's max()/min(); several NaNs share
+    it), not every element a NaN share: NaN == NaN is False, which left 0 / 0 everywhere."""
+    nan = np.nan
+    x = T([[1.0, nan, 3.0], [2.0, 5.0, 1.0]], device, grad=True)
+    getattr(x, name)().backward()
+    close(x.grad, [[0, 1, 0], [0, 0, 0]])
+    x = T([[1.0, nan, 3.0], [2.0, 5.0, 1.0]], device, grad=True)
+    getattr(x, name)(axis=1).sum().backward()
+    close(x.grad, [[0, 1, 0], [0, 1, 0]] if name == "max" else [[0, 1, 0], [0, 0, 1]])
+    x = T([nan, 1.0, nan], device, grad=True)
+    g, = tg.grad(getattr(x, name)(), x, create_graph=True)
+    close(g, [0.5, 0, 0.5])
+    from tinygrad_rnn.study.forward_mode import jvp
+    _, t = jvp(lambda x: getattr(x, name)(), [T([nan, 1.0, nan], device)], [np.array([[2.0, 7.0, 4.0]])])
+    close(t, [3.0])
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_min_with_nan_match_torch(device, name):
+    torch = pytest.importorskip("torch")
+    a = np.array([[1.0, np.nan, 3.0, np.nan], [2.0, 5.0, 1.0, 0.0], [4.0, 4.0, 6.0, np.nan]])
+    x, t = T(a, device, grad=True), torch.tensor(a, requires_grad=True)
+    getattr(x, name)().backward()
+    getattr(t, name)().backward()
+    close(x.grad, t.grad.numpy())
+    x, t = T(a[:2, :3], device, grad=True), torch.tensor(a[:2, :3], requires_grad=True)
+    (getattr(x, name)(axis=1) * T([2.0, 3.0], device)).sum().backward()      # one extreme per row
+    (getattr(t, name)(dim=1).values * torch.tensor([2.0, 3.0], dtype=torch.float64)).sum().backward()
+    close(x.grad, t.grad.numpy())
+
+
 def test_var_correction(device):
     """Default var is unbiased (correction=1); correction=0 is NumPy's population variance."""
     a = distinct(np.random.default_rng(2), (3, 4))

@@ -34,6 +34,37 @@ def test_unsupported_dtypes_are_refused():
         tg.tensor(["a", "b"])
 
 
+@pytest.mark.parametrize("data", [2**63, [1, 2**63], [-1, 2**63], -2**63 - 1, 2**64, [[True, 2**63]]])
+def test_ints_beyond_int64_raise_instead_of_wrapping(data):
+    """As torch.tensor: integer data that int64 cannot hold raises (NumPy would make it uint64,
+    which wraps to a negative number, or float64, or an object)."""
+    with pytest.raises(ValueError, match=r"out of range for int64 .*; pass dtype=tg.float64 for a float tensor"):
+        tg.tensor(data)
+    with pytest.raises(ValueError, match="out of range for int64"):
+        tg.tensor(data, dtype=tg.int64)
+
+
+@pytest.mark.parametrize("data, dtype, expected, expected_dtype", [
+    (2**63 - 1, None, 2**63 - 1, tg.int64), (-2**63, None, -2**63, tg.int64),
+    ([1.5, 2**63], None, [1.5, 2.0**63], tg.float32), (2**63, tg.float32, 2.0**63, tg.float32),
+    (2**64, tg.float64, 2.0**64, tg.float64), ([1, 2**64], tg.float64, [1.0, 2.0**64], tg.float64),
+    (np.array([2**63 - 1], np.uint64), None, [2**63 - 1], tg.int64),
+    (np.array([2**63], np.uint64), tg.float64, [2.0**63], tg.float64),
+])
+def test_large_numbers_that_fit_are_kept(data, dtype, expected, expected_dtype):
+    """Those that int64 holds, and float tensors, asked for or inferred from a float among the data."""
+    t = tg.tensor(data, dtype=dtype)
+    assert t.tolist() == expected and t.dtype == expected_dtype
+
+
+def test_a_uint64_array_beyond_int64_raises():
+    big = np.array([1, 2**63], np.uint64)
+    for dtype in (None, tg.int64):
+        with pytest.raises(ValueError, match=r"value 9223372036854775808 of a uint64 array is out of range for "
+                                             r"int64 \(at most 2\*\*63 - 1\)"):
+            tg.tensor(big, dtype=dtype)
+
+
 def test_tensor_copies_its_data():
     a = np.ones(3, np.float32)
     t = tg.tensor(a)
@@ -182,3 +213,37 @@ def test_to_casts_differentiably(device):
 def test_device_property_and_numpy_on_each_device(device):
     x = tg.ones(3, device=device)
     assert x.device == device and x.to("cpu").device == "cpu" and isinstance(x.numpy(), np.ndarray)
+
+
+# ----- what a PyTorch user types -----
+@pytest.mark.parametrize("method", ["softmax", "log_softmax"])
+def test_softmax_methods_match_functional_and_torch(device, method):
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(0).normal(size=(2, 3, 4))
+    x = tg.tensor(a, dtype=tg.float64, device=device, requires_grad=True)
+    ref = getattr(torch.tensor(a), method)
+    fn = getattr(tg.functional, method)
+    for got, want, same in ((getattr(x, method)(dim=1), ref(dim=1), fn(x, dim=1)),
+                            (getattr(x, method)(0), ref(0), fn(x, axis=0)),
+                            (getattr(x, method)(), ref(-1), fn(x))):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(got.numpy(), same.numpy())
+    assert tg.gradcheck(lambda t: getattr(t, method)(dim=1), [x])
+
+
+def _public(namespace):
+    return {name: value for name, value in vars(namespace).items() if not name.startswith("_")}
+
+
+def test_every_public_tensor_method_and_property_has_a_docstring():
+    import inspect
+    missing = [name for name, value in _public(tg.Tensor).items()
+               if not inspect.getdoc(getattr(tg.Tensor, name) if not isinstance(value, property) else value)]
+    assert missing == []
+
+
+def test_every_public_function_of_xp_and_creation_has_a_docstring():
+    from tinygrad_rnn import creation, xp
+    missing = [f"{module.__name__}.{name}" for module in (xp, creation) for name, value in _public(module).items()
+               if callable(value) and getattr(value, "__module__", None) == module.__name__ and not value.__doc__]
+    assert missing == []

@@ -6,7 +6,7 @@ whatever the device, so a seed gives the same numbers on cpu and cuda.
 import numpy as np
 
 from . import backend
-from .tensor import Tensor
+from .tensor import Tensor, not_a_tensor
 
 _rng = np.random.default_rng()
 
@@ -38,6 +38,11 @@ def tensor(data, dtype=None, device="cpu", requires_grad=False):
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
+def _check_tensor(t, name):
+    if not isinstance(t, Tensor):
+        raise not_a_tensor(name, "input", t)
+
+
 def _shape(shape, name):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
@@ -55,27 +60,36 @@ def _filled(name, shape, value, dtype, device, requires_grad):
 
 
 def zeros(*shape, dtype=None, device="cpu", requires_grad=False):
+    """A tensor of zeros; ``shape`` as ints or one tuple, float32 unless ``dtype`` is given."""
     return _filled("zeros", shape, 0.0, dtype, device, requires_grad)
 
 
 def ones(*shape, dtype=None, device="cpu", requires_grad=False):
+    """A tensor of ones; ``shape`` as ints or one tuple, float32 unless ``dtype`` is given."""
     return _filled("ones", shape, 1.0, dtype, device, requires_grad)
 
 
 def full(shape, fill_value, dtype=None, device="cpu", requires_grad=False):
+    """A tensor of ``shape`` (an int or a tuple) filled with ``fill_value``; the dtype follows the
+    value as ``tensor`` infers it (float32 for a float, int64 for an int) unless given."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     return _filled("full", shape, fill_value, dtype, device, requires_grad)
 
 
 def zeros_like(t, dtype=None, device=None, requires_grad=False):
+    """Zeros of ``t``'s shape, with its dtype and device unless given."""
+    _check_tensor(t, "zeros_like")
     return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def ones_like(t, dtype=None, device=None, requires_grad=False):
+    """Ones of ``t``'s shape, with its dtype and device unless given."""
+    _check_tensor(t, "ones_like")
     return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def eye(n, dtype=None, device="cpu", requires_grad=False):
+    """The n x n identity matrix, float32 unless ``dtype`` is given."""
     data = np.eye(n, dtype=backend.check_dtype(dtype or backend.DEFAULT_FLOAT))
     return Tensor(data, device=device, requires_grad=requires_grad)
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import backend
 from .function import _check_finite, _state, freed_error
-from .tensor import Tensor
+from .tensor import Tensor, not_a_tensor
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
@@ -34,7 +34,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     inputs = [inputs] if single else list(inputs)
     for i, t in enumerate(inputs):
         if not isinstance(t, Tensor):
-            raise TypeError(f"grad: inputs[{i}] is a {type(t).__name__}, expected a Tensor")
+            raise not_a_tensor("grad", f"inputs[{i}]", t)
         if not t.requires_grad:
             raise ValueError(f"grad: inputs[{i}] does not require grad")
     capture = _Capture(inputs)
@@ -54,10 +54,12 @@ class _Capture:
 
     def __init__(self, inputs):
         self.results = [None] * len(inputs)
-        self.leaves = {id(t): i for i, t in enumerate(inputs) if t.grad_fn is None}
-        self.nodes = {}
+        self.leaves = {}    # id(leaf) -> its slots in inputs (a tensor may be asked for more than once)
+        self.nodes = {}     # node -> [(output index, slot), ...]
         for i, t in enumerate(inputs):
-            if t.grad_fn is not None:
+            if t.grad_fn is None:
+                self.leaves.setdefault(id(t), []).append(i)
+            else:
                 self.nodes.setdefault(t.grad_fn, []).append((t._index, i))
 
     def prune(self, roots):
@@ -79,8 +81,20 @@ class _Capture:
             stack.append((node, True))
             stack.extend((inp.grad_fn, False) for inp in node.inputs
                          if isinstance(inp, Tensor) and inp.grad_fn is not None and inp.grad_fn not in leads)
+        if self.leaves:
+            self._refuse_hidden([node for node in leads if hasattr(node, "hidden_leaves")])
         expand = {node for node, wanted in leads.items() if wanted}
         return expand | set(self.nodes), expand
+
+    def _refuse_hidden(self, hiders):
+        """A checkpoint's backward puts the gradients of the parameters inside it into their
+        ``.grad``, out of tg.grad's sight: asking for one would give None or a partial sum."""
+        for node in hiders:
+            for t in node.hidden_leaves():
+                if id(t) in self.leaves:
+                    raise ValueError(
+                        f"grad: inputs[{self.leaves[id(t)][0]}] is used inside checkpoint(fn, ...), which hides "
+                        "it from tg.grad; pass it to checkpoint as an input, or call backward() and read its .grad")
 
     def _reaches(self, t, leads):
         node = t.grad_fn
@@ -105,7 +119,7 @@ def _seed(tensors, grads, create_graph, name):
     roots = []
     for i, (t, g) in enumerate(zip(tensors, grads)):
         if not isinstance(t, Tensor):
-            raise TypeError(f"{name}: outputs[{i}] is a {type(t).__name__}, expected a Tensor")
+            raise not_a_tensor(name, f"outputs[{i}]", t)
         if not t.requires_grad:
             raise RuntimeError(f"{name}: outputs[{i}] does not require grad and has no grad_fn "
                                "(was it computed under no_grad, or from inputs that do not require grad?)")
@@ -134,8 +148,8 @@ def _run(roots, retain_graph, create_graph, capture):
         visit, expand = capture.prune(roots)
     for t, g in roots:
         _deliver(t, g, pending, buckets, leaves, create_graph, visit)
-    previous_mode = _state.enabled
-    _state.enabled = create_graph
+    previous_mode, previous_capturing = _state.enabled, _state.capturing
+    _state.enabled, _state.capturing = create_graph, capture is not None
     anomaly = _state.anomaly
     generation = max(buckets, default=0)
     try:
@@ -194,7 +208,7 @@ def _run(roots, retain_graph, create_graph, capture):
         for t, g, owned in leaves.values():
             _finish_leaf(t, g, owned, create_graph, capture)
     finally:
-        _state.enabled = previous_mode
+        _state.enabled, _state.capturing = previous_mode, previous_capturing
 
 
 def _call_backward(node, grads):
@@ -264,8 +278,7 @@ def _finish_leaf(t, g, owned, create_graph, capture):
     if t._hooks:
         g, owned = _run_hooks(t._hooks, g, create_graph), False
     if capture is not None:
-        slot = capture.leaves.get(id(t))
-        if slot is not None:
+        for slot in capture.leaves.get(id(t), ()):
             capture.add(slot, g)
         return
     if create_graph:
@@ -317,9 +330,12 @@ def _run_hooks(hooks, g, create_graph):
         wrapped = g if create_graph else Tensor._make(g, False, None, 0)
         new = hook(wrapped)
         if new is not None:
-            if not isinstance(new, Tensor) or new.shape != wrapped.shape:
-                raise RuntimeError(f"hook {getattr(hook, '__name__', hook)} must return None or a Tensor of "
-                                   f"shape {wrapped.shape}, got {getattr(new, 'shape', type(new).__name__)}")
+            name = f"hook {getattr(hook, '__name__', hook)}"
+            if not isinstance(new, Tensor):
+                raise not_a_tensor(name, "the value returned", new, f"None or a Tensor of shape {wrapped.shape}")
+            if new.shape != wrapped.shape:
+                raise RuntimeError(f"{name} must return None or a Tensor of shape {wrapped.shape}, "
+                                   f"got a Tensor of shape {new.shape}")
             g = new if create_graph else new.data
     return g
 

@@ -25,19 +25,21 @@ plain backward those are NumPy/CuPy arrays and ``ctx.xp`` is numpy or cupy; unde
 graph-building namespace :mod:`tinygrad_rnn.xp`, and the backward is itself
 recorded, which gives gradients of any order without writing anything twice.
 """
+import functools
 import threading
 import traceback
 
 import numpy as np
 
 from . import backend
-from .tensor import Tensor
+from .tensor import Tensor, is_torch, not_a_tensor
 
 
 class _GradState(threading.local):
     enabled = True
     anomaly = False
     tape = None         # while a step is being traced (tinygrad_rnn.nn.trace_scan): where apply records
+    capturing = False   # while tg.grad's pass runs: a backward that backpropagates inside must not touch .grad
 
 
 _state = _GradState()
@@ -61,25 +63,38 @@ class set_grad_enabled:
         _state.enabled = self.prev
 
     def __call__(self, fn):
+        @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             with set_grad_enabled(self.mode):
                 return fn(*args, **kwargs)
-        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
         return wrapper
 
 
-class no_grad(set_grad_enabled):
-    """``with tg.no_grad():`` (or ``@tg.no_grad()``) records no graph inside."""
+class _FixedMode(set_grad_enabled):
+    """A grad mode that takes no argument, so that, as in PyTorch, the class works bare as a
+    decorator (``@tg.no_grad``) as well as called (``@tg.no_grad()``, ``with tg.no_grad():``)."""
+    fixed_mode = None
 
-    def __init__(self):
-        super().__init__(False)
+    def __new__(cls, fn=None):
+        if fn is None:
+            return super().__new__(cls)
+        if not callable(fn):
+            raise TypeError(f"{cls.__name__}: takes no arguments, or a function to decorate; got {fn!r}")
+        return cls()(fn)
+
+    def __init__(self, fn=None):
+        super().__init__(self.fixed_mode)
 
 
-class enable_grad(set_grad_enabled):
-    """Turns grad mode back on inside a ``no_grad`` block."""
+class no_grad(_FixedMode):
+    """``with tg.no_grad():``, ``@tg.no_grad`` or ``@tg.no_grad()``: records no graph inside."""
+    fixed_mode = False
 
-    def __init__(self):
-        super().__init__(True)
+
+class enable_grad(_FixedMode):
+    """Turns grad mode back on inside a ``no_grad`` block; a context manager or a decorator
+    (``@tg.enable_grad`` or ``@tg.enable_grad()``)."""
+    fixed_mode = True
 
 
 class detect_anomaly:
@@ -304,7 +319,11 @@ class Function:
                 arrays.append(a)
                 needs.append(False)
                 edges.append(a)
-        out = cls.forward(ctx, *arrays, **kwargs)
+        try:
+            out = cls.forward(ctx, *arrays, **kwargs)
+        except Exception:
+            _refuse_torch(cls, args)        # what a torch.Tensor argument makes forward raise is no help
+            raise
         state = _state
         record = state.enabled and True in needs and cls.differentiable
         node = ctx if record else None
@@ -313,7 +332,7 @@ class Function:
             result = Tensor._make(out, record, node, 0)
         else:
             raw = out if type(out) is tuple else (out,)
-            outs = tuple(_as_array(o, cls) for o in raw)
+            outs = tuple(_as_array(o, cls, args) for o in raw)
             if any(o is not r for o, r in zip(outs, raw)):
                 _rewrap_saved(ctx, raw, outs)
             result = (tuple(Tensor._make(o, record, node, i) for i, o in enumerate(outs)) if type(out) is tuple
@@ -387,14 +406,22 @@ def _rewrap_saved(ctx, raw, outs):
         ctx._saved = tuple(swap.get(id(s), s) for s in saved)
 
 
-def _as_array(out, cls):
+def _as_array(out, cls, args):
     if type(out) is np.ndarray:
         return out
     if isinstance(out, np.generic):          # NumPy returns scalars for 0-d results
         return np.asarray(out)
     if hasattr(out, "__cuda_array_interface__"):
         return out
+    _refuse_torch(cls, args)
     raise TypeError(f"{cls.__name__}.forward must return arrays, got {type(out).__name__}")
+
+
+def _refuse_torch(cls, args):
+    """Raise the TypeError for the first torch.Tensor among the arguments of ``cls.apply``, if any."""
+    for i, a in enumerate(args):
+        if is_torch(a):
+            raise not_a_tensor(f"{cls.__name__}.apply", f"argument {i}", a) from None
 
 
 def _device_list(args):

@@ -8,7 +8,7 @@ import numpy as np
 from . import backend, creation
 from . import xp as _xp
 from .function import DataDependentError, is_recording
-from .tensor import Tensor
+from .tensor import Tensor, not_a_tensor
 from .xp import relu, sigmoid, softplus, tanh  # noqa: F401  (re-exported)
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -16,17 +16,22 @@ _REDUCTIONS = ("none", "mean", "sum")
 
 def _check_tensor(x, name, arg="input"):
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: {arg} must be a Tensor, got {type(x).__name__}")
+        raise not_a_tensor(name, arg, x)
     return x
 
 
 def linear(x, weight, bias=None):
-    """x W^T + b. Shapes: x (*, in), weight (out, in), bias (out,) -> (*, out)."""
+    """x W^T + b. Shapes: x (*, in), weight (out, in) or (in,), bias (out,) -> (*, out) or (*)."""
+    _check_tensor(x, "linear")
+    _check_tensor(weight, "linear", "weight")
+    if x.ndim == 0 or weight.ndim not in (1, 2):
+        raise ValueError(f"linear: expected input of shape (*, in_features) and weight of shape "
+                         f"(out_features, in_features), got {x.shape} and {weight.shape}")
     if x.shape[-1] != weight.shape[-1]:
         raise ValueError(f"linear: input has {x.shape[-1]} features, weight expects {weight.shape[-1]} "
                          f"(weight shape {weight.shape})")
     if x.ndim > 2:          # one (N, in) x (in, out) matmul over all leading dims
-        out = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + (weight.shape[0],))
+        out = (x.reshape(-1, x.shape[-1]) @ weight.T).reshape(x.shape[:-1] + weight.shape[:-1])
     else:
         out = x @ weight.T
     return out if bias is None else out + bias
@@ -34,17 +39,20 @@ def linear(x, weight, bias=None):
 
 def leaky_relu(x, negative_slope=0.01):
     """x for x > 0, negative_slope * x otherwise."""
+    _check_tensor(x, "leaky_relu")
     return _xp.where(x > 0, x, x * negative_slope)
 
 
 def elu(x, alpha=1.0):
     """x for x > 0, alpha (e^x - 1) otherwise (Clevert et al. 2016)."""
+    _check_tensor(x, "elu")
     negative_part = _xp.where(x > 0, 0.0, x)          # keeps exp from overflowing for large x
     return _xp.where(x > 0, x, alpha * (_xp.exp(negative_part) - 1))
 
 
 def logsumexp(x, axis=-1, keepdims=False, dim=None):
     """log(sum(exp(x))) over ``axis``, shifted by the max so it cannot overflow."""
+    _check_tensor(x, "logsumexp")
     axis = axis if dim is None else dim
     shift = x.max(axis, keepdims=True).detach()
     shift = _xp.where(_xp.isfinite(shift), shift, 0.0)    # rows of -inf stay -inf, not NaN
@@ -54,12 +62,14 @@ def logsumexp(x, axis=-1, keepdims=False, dim=None):
 
 def log_softmax(x, axis=-1, dim=None):
     """x - logsumexp(x) over ``axis``: log-probabilities, stable for large |x|."""
+    _check_tensor(x, "log_softmax")
     axis = axis if dim is None else dim
     return x - logsumexp(x, axis, keepdims=True)
 
 
 def softmax(x, axis=-1, dim=None):
     """exp(x) / sum(exp(x)) over ``axis``, shifted by the max so it cannot overflow."""
+    _check_tensor(x, "softmax")
     axis = axis if dim is None else dim
     e = _xp.exp(x - x.max(axis, keepdims=True).detach())
     return e / e.sum(axis, keepdims=True)
@@ -142,6 +152,7 @@ def embedding(ids, weight, padding_idx=None):
     Rows picked several times accumulate their gradients; positions holding
     ``padding_idx`` pass no gradient to its row."""
     ids = _check_tensor(ids, "embedding", "ids")
+    _check_tensor(weight, "embedding", "weight")
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: ids must be integers, got {ids.dtype.name}")
     if ids.size and (int(ids.data.min()) < 0 or int(ids.data.max()) >= weight.shape[0]):
@@ -150,6 +161,11 @@ def embedding(ids, weight, padding_idx=None):
     out = weight[ids]
     if padding_idx is None:
         return out
+    rows = weight.shape[0]
+    if not isinstance(padding_idx, (int, np.integer)) or not -rows <= padding_idx < rows:
+        raise ValueError(f"embedding: padding_idx must be an int in [-{rows}, {rows}) for {rows} rows, "
+                         f"got {padding_idx!r}")
+    padding_idx %= rows             # -1 is the last row, as in PyTorch
     keep = Tensor._make((ids.data != padding_idx)[..., None], False, None, 0)
     return _xp.where(keep, out, out.detach())
 
@@ -169,6 +185,7 @@ def one_hot(ids, num_classes=-1):
 
 def dropout(x, p=0.5, training=True, generator=None):
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (inverted dropout)."""
+    _check_tensor(x, "dropout")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:

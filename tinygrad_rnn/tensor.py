@@ -20,7 +20,10 @@ class Tensor:
     for a leaf).
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "grad_fn", "_index", "_hooks", "__weakref__")
+    __slots__ = {"data": "The underlying array (numpy.ndarray or cupy.ndarray).",
+                 "grad": "The gradient (a Tensor) that backward accumulated into this leaf, or None.",
+                 "grad_fn": "The Function node that made this tensor, None for a leaf.",
+                 "_requires_grad": None, "_index": None, "_hooks": None, "__weakref__": None}
     __array_ufunc__ = None      # ndarray (op) Tensor defers to Tensor's reflected operator
     __hash__ = object.__hash__  # __eq__ is elementwise; hash by identity as PyTorch does
 
@@ -31,11 +34,14 @@ class Tensor:
             "cpu" if not _is_array(data) else backend.device_of(data))
         from_python = not _is_array(data)
         if from_python:
-            data = np.asarray(data)
+            data = _python_array(data, dtype)
             if data.dtype.kind not in "biuf":
                 raise TypeError(f"tensor: data must be real numbers, nested sequences of them or an array; "
                                 f"got values of dtype {data.dtype}")
         dt = backend.check_dtype(dtype) if dtype is not None else backend.infer_dtype(data, from_python)
+        if data.dtype.kind == "u" and dt.kind == "i" and data.size and data.max() > _INT64.max:
+            raise ValueError(f"tensor: value {data.max()} of a {data.dtype} array is out of range for int64 "
+                             f"(at most 2**63 - 1); pass dtype=tg.float64 for a float tensor")
         data = backend.to_device(data, device)
         self.data = data.astype(dt, copy=False) if data.dtype != dt else data
         self.grad = None
@@ -60,6 +66,7 @@ class Tensor:
     # ----- properties -----
     @property
     def requires_grad(self):
+        """Whether gradients flow to this tensor (only float tensors can require grad)."""
         return self._requires_grad
 
     @requires_grad.setter
@@ -72,34 +79,42 @@ class Tensor:
         self._requires_grad = flag
 
     def requires_grad_(self, flag=True):
+        """Set ``requires_grad`` in place (on a leaf) and return self, as PyTorch's ``requires_grad_``."""
         self.requires_grad = flag
         return self
 
     @property
     def is_leaf(self):
+        """True for a tensor no recorded op made (``grad_fn`` is None): backward fills its ``.grad``."""
         return self.grad_fn is None
 
     @property
     def shape(self):
+        """The size of each dim, a tuple of ints (PyTorch's ``x.shape`` / ``x.size()``)."""
         return self.data.shape
 
     @property
     def dtype(self):
+        """The NumPy dtype of the elements: float32, float64, int64 or bool."""
         return self.data.dtype
 
     @property
     def device(self):
+        """``'cpu'`` for a NumPy array, ``'cuda'`` for a CuPy one."""
         return backend.device_of(self.data)
 
     @property
     def ndim(self):
+        """The number of dims (PyTorch's ``dim()``)."""
         return self.data.ndim
 
     @property
     def size(self):
+        """The number of elements, as NumPy's ``size`` (PyTorch's ``numel()``; its ``size()`` is ``shape``)."""
         return self.data.size
 
     def numel(self):
+        """The number of elements, as PyTorch's ``numel()``."""
         return self.data.size
 
     def __len__(self):
@@ -132,6 +147,7 @@ class Tensor:
         return self.data.item()
 
     def tolist(self):
+        """The values as (nested) Python lists of numbers, as ``numpy().tolist()``."""
         return self.numpy().tolist()
 
     def __float__(self):
@@ -163,12 +179,16 @@ class Tensor:
         return out
 
     def cpu(self):
+        """A copy on the cpu (self if already there); differentiable."""
         return self.to("cpu")
 
     def cuda(self):
+        """A copy on the GPU (self if already there; needs CuPy); differentiable."""
         return self.to("cuda")
 
     def astype(self, dtype):
+        """The values cast to ``dtype`` (self if it already has it), as NumPy's ``astype`` and PyTorch's
+        ``to(dtype)``. Differentiable to a float dtype; a cast to int or bool is a constant."""
         dt = backend.check_dtype(dtype)
         if dt == self.dtype:
             return self
@@ -177,12 +197,15 @@ class Tensor:
         return _ops.Cast.apply(self, dt)
 
     def float(self):
+        """Cast to float32, as PyTorch's ``float()``."""
         return self.astype(backend.float32)
 
     def double(self):
+        """Cast to float64, as PyTorch's ``double()``."""
         return self.astype(backend.float64)
 
     def long(self):
+        """Cast to int64 (a constant, no gradient), as PyTorch's ``long()``."""
         return self.astype(backend.int64)
 
     # ----- autograd -----
@@ -220,75 +243,114 @@ class Tensor:
 
     # ----- math (see tinygrad_rnn.xp for the definitions) -----
     def exp(self):
+        """e ** x elementwise."""
         return _ops.Exp.apply(self)
 
     def log(self):
+        """The natural log elementwise (-inf at 0, NaN below)."""
         return _ops.Log.apply(self)
 
     def sqrt(self):
+        """The square root elementwise."""
         return _ops.Sqrt.apply(self)
 
     def abs(self):
+        """|x| elementwise; its gradient at 0 is 0, as in PyTorch."""
         return _ops.Abs.apply(self)
 
     def tanh(self):
+        """The hyperbolic tangent elementwise."""
         return _ops.Tanh.apply(self)
 
     def sigmoid(self):
+        """1 / (1 + e ** -x) elementwise, computed without overflow."""
         return _ops.Sigmoid.apply(self)
 
     def relu(self):
+        """max(x, 0) elementwise; its gradient at 0 is 0, as in PyTorch."""
         return _ops.Relu.apply(self)
 
     def clip(self, min=None, max=None):
+        """Clamp to [min, max] (either may be None); the gradient passes where
+        min <= x <= max. ``clamp`` is the same, as in PyTorch."""
         return _xp.clip(self, min, max)
 
     clamp = clip
 
     def sum(self, axis=None, keepdims=False, dim=None):
+        """Sum over ``axis`` (None: all; an int or a tuple; ``dim`` is PyTorch's name
+        for it), keeping the reduced dims as size 1 with ``keepdims`` (PyTorch's ``keepdim``)."""
         return _xp.sum(self, axis, keepdims, dim=dim)
 
     def mean(self, axis=None, keepdims=False, dim=None):
+        """Mean over ``axis`` (``dim``), as ``sum``."""
         return _xp.mean(self, axis, keepdims, dim=dim)
 
     def max(self, axis=None, keepdims=False, dim=None):
+        """Largest value over ``axis`` (``dim``): the values only, as PyTorch's ``amax``. Tied maxima
+        share the gradient equally; a NaN is the maximum and takes the gradient, as in PyTorch's ``max()``."""
         return _xp.max(self, axis, keepdims, dim=dim)
 
     def min(self, axis=None, keepdims=False, dim=None):
+        """Smallest value over ``axis`` (``dim``): the values only, as PyTorch's ``amin``. Tied minima
+        share the gradient equally; a NaN is the minimum and takes the gradient, as in PyTorch's ``min()``."""
         return _xp.min(self, axis, keepdims, dim=dim)
 
     def var(self, axis=None, keepdims=False, correction=1, dim=None):
+        """Variance over ``axis`` (``dim``), dividing by n - ``correction``: 1 (unbiased)
+        as PyTorch's default, 0 for NumPy's population variance."""
         return _xp.var(self, axis, keepdims, correction, dim=dim)
+
+    def softmax(self, axis=-1, dim=None):
+        """exp(x) / sum(exp(x)) over ``axis`` (PyTorch's ``dim``; default the last), computed
+        without overflow: ``x.softmax(dim=1)`` is ``F.softmax(x, dim=1)``."""
+        return _functional.softmax(self, axis, dim)
+
+    def log_softmax(self, axis=-1, dim=None):
+        """log(softmax(x)) over ``axis`` (PyTorch's ``dim``; default the last), computed stably
+        as x - logsumexp(x): ``x.log_softmax(dim=1)`` is ``F.log_softmax(x, dim=1)``."""
+        return _functional.log_softmax(self, axis, dim)
 
     # ----- shape -----
     def reshape(self, *shape):
+        """The same elements in a new shape, given as ints or one tuple; one dim may be -1
+        (inferred). ``view`` is the same (it may copy, unlike PyTorch's)."""
         return _xp.reshape(self, *shape)
 
     view = reshape
 
     def flatten(self):
+        """The elements as one dim, in row-major order."""
         return _xp.reshape(self, -1)
 
     def transpose(self, *axes):
+        """Permute the dims as ``numpy.transpose``: reversed when no axes are given.
+        PyTorch's ``transpose(d0, d1)`` swaps two dims: that is ``swapaxes`` here."""
         return _xp.transpose(self, *axes)
 
     def permute(self, *axes):
+        """Reorder the dims: dim i of the result is dim ``axes[i]`` of self, as PyTorch's ``permute``."""
         return _xp.transpose(self, *axes)
 
     def swapaxes(self, axis1, axis2):
+        """Exchange two dims (PyTorch's ``transpose(dim0, dim1)``)."""
         return _xp.swapaxes(self, axis1, axis2)
 
     @property
     def T(self):
+        """The dims reversed (the transpose of a matrix)."""
         return _xp.transpose(self)
 
     def broadcast_to(self, shape):
+        """A view of ``shape`` under NumPy broadcasting (PyTorch's ``expand``); its gradient is summed back."""
         return _xp.broadcast_to(self, shape)
 
     def squeeze(self, axis=None, dim=None):
+        """Drop size-1 dims: all of them, or only ``axis`` (``dim``), which must have size 1."""
         return _xp.squeeze(self, axis, dim)
 
     def unsqueeze(self, axis=None, dim=None):
+        """Insert a size-1 dim at ``axis`` (``dim``; negative counts from the end), as PyTorch's ``unsqueeze``."""
         return _xp.expand_dims(self, axis, dim)
 
     # ----- operators -----
@@ -412,6 +474,57 @@ def _is_array(x):
     return isinstance(x, np.ndarray) or hasattr(x, "__cuda_array_interface__")
 
 
+_INT64 = np.iinfo(np.int64)
+
+
+def _python_array(data, dtype):
+    """Python data (numbers, nested sequences of them) as a NumPy array. An int beyond int64
+    raises where the tensor would be int64 (all-int data, or an int dtype), as in PyTorch:
+    NumPy would make it uint64, which wraps to a negative int64, or float64, or an object."""
+    array = np.asarray(data)
+    kind = array.dtype.kind
+    if kind in "uO" or (kind == "f" and array.size and np.abs(array).max() >= 2.0 ** 63):
+        leaves = _leaves(data)
+        huge = [x for x in leaves if isinstance(x, (int, np.integer)) and not _INT64.min <= x <= _INT64.max]
+        if huge:
+            as_int = (all(isinstance(x, (int, np.integer)) for x in leaves) if dtype is None
+                      else backend.check_dtype(dtype).kind != "f")
+            if as_int:
+                raise ValueError(f"tensor: {huge[0]} is out of range for int64 (integers must lie in "
+                                 "[-2**63, 2**63 - 1]); pass dtype=tg.float64 for a float tensor")
+            if kind == "O" and all(isinstance(x, numbers.Real) for x in leaves):
+                array = np.array(data, dtype=np.float64)
+    return array
+
+
+def _leaves(data):
+    """The numbers in ``data``, a number or nested lists and tuples of them, flattened."""
+    if isinstance(data, (list, tuple)):
+        return [x for item in data for x in _leaves(item)]
+    return [data]
+
+
+def not_a_tensor(owner, what, value, expected="a tinygrad_rnn Tensor"):
+    """The TypeError for ``value`` given where a Tensor was expected. It names the type in
+    full (a torch.Tensor is not "a Tensor") and says how to convert it."""
+    kind = type(value)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.partition('.')[0]}.{kind.__name__}"
+    if is_torch(value):
+        how = ("; convert it with tg.tensor(t.detach().cpu().numpy()), or a torch module's weights "
+               "with tg.nn.utils.from_torch_state_dict")
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        how = "; convert it with tg.tensor(...)"
+    else:
+        how = ""
+    article = "an" if name[0] in "aeiou" else "a"
+    return TypeError(f"{owner}: {what} must be {expected}, got {article} {name}{how}")
+
+
+def is_torch(value):
+    """True for an object of PyTorch's (a torch.Tensor, a torch.nn.Parameter...)."""
+    return type(value).__module__.partition(".")[0] == "torch"
+
+
 def as_operand(x, like, op_name):
     """Make ``x`` usable beside the tensor ``like`` in an op: Tensors pass (same
     device required), Python numbers stay scalars, arrays become constants on
@@ -424,7 +537,7 @@ def as_operand(x, like, op_name):
         return x
     if _is_array(x) or isinstance(x, np.generic):
         return Tensor(x, device=like.device)
-    raise TypeError(f"{op_name}: expected a Tensor, a number or an array, got {type(x).__name__}")
+    raise not_a_tensor(op_name, "each operand", x, "a tinygrad_rnn Tensor, a number or an array")
 
 
 def _binary(fn, tensor, other, reflected=False, scalars=True):
@@ -432,7 +545,9 @@ def _binary(fn, tensor, other, reflected=False, scalars=True):
     try:
         other = as_operand(other, tensor, name)
     except TypeError:
-        return NotImplemented
+        if is_torch(other):
+            raise               # torch would not take our Tensor either: say what was expected
+        return NotImplemented   # another type may know how to combine with a Tensor
     if not isinstance(other, Tensor):
         if not scalars:
             raise TypeError(f"{name}: both operands must be tensors or arrays, got {type(other).__name__}")
@@ -465,3 +580,4 @@ def _raw_index(index, like):
 from . import ops as _ops  # noqa: E402  (the ops import Tensor; methods look them up at call time)
 from . import function as _function  # noqa: E402
 from . import xp as _xp  # noqa: E402
+from . import functional as _functional  # noqa: E402

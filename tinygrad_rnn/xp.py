@@ -10,12 +10,13 @@ Reductions and joins take NumPy's ``axis``; PyTorch's ``dim`` is an alias.
 """
 import builtins
 import math
+import numbers
 
 import numpy as np
 
 from . import backend, ops
 from .ops.reduce import normalize_axes
-from .tensor import Tensor, as_operand
+from .tensor import Tensor, as_operand, not_a_tensor
 
 
 def _axis(axis, dim, default=None):
@@ -28,15 +29,16 @@ def _axis(axis, dim, default=None):
 
 def _tensor(x, name):
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a Tensor, got {type(x).__name__}")
+        raise not_a_tensor(name, "input", x)
     return x
 
 
-def _like(args):
+def _like(args, name):
     for a in args:
         if isinstance(a, Tensor):
             return a
-    raise TypeError("expected at least one Tensor argument")
+    foreign = next((a for a in args if not isinstance(a, (bool, numbers.Number))), args[0])
+    raise not_a_tensor(name, "at least one argument", foreign)
 
 
 def _unary(fn):
@@ -60,7 +62,7 @@ negative = _unary(ops.Neg)
 
 def _binary_fn(fn, name):
     def f(a, b):
-        like = _like((a, b))
+        like = _like((a, b), name)
         return fn.apply(as_operand(a, like, name), as_operand(b, like, name))
     f.__name__ = name
     f.__doc__ = fn.__doc__ or f"Elementwise {name} with NumPy broadcasting (differentiable)."
@@ -99,7 +101,7 @@ def isfinite(x):
 
 def where(cond, a, b):
     """``a`` where ``cond`` is true, else ``b`` (broadcast together); ``cond`` must be bool."""
-    like = _like((cond, a, b))
+    like = _like((cond, a, b), "where")
     cond = as_operand(cond, like, "where")
     if not isinstance(cond, Tensor) or cond.dtype != backend.bool_:
         got = cond.dtype.name if isinstance(cond, Tensor) else type(cond).__name__
@@ -124,7 +126,8 @@ def sum(x, axis=None, keepdims=False, dim=None):
 
 
 def mean(x, axis=None, keepdims=False, dim=None):
-    axes = normalize_axes(_axis(axis, dim), x.ndim, "mean")
+    """Mean over ``axis`` (None: all; int or tuple; negatives allowed)."""
+    axes = normalize_axes(_axis(axis, dim), _tensor(x, "mean").ndim, "mean")
     count = math.prod(x.shape[a] for a in axes)
     if count == 0:
         raise ValueError(f"mean: no elements to average over axis {axis} of shape {x.shape}")
@@ -146,7 +149,7 @@ def min(x, axis=None, keepdims=False, dim=None):
 def var(x, axis=None, keepdims=False, correction=1, dim=None):
     """Variance over ``axis`` with PyTorch's default ``correction=1`` (unbiased);
     ``correction=0`` gives NumPy's population variance."""
-    axes = normalize_axes(_axis(axis, dim), x.ndim, "var")
+    axes = normalize_axes(_axis(axis, dim), _tensor(x, "var").ndim, "var")
     count = math.prod(x.shape[a] for a in axes)
     if count - correction <= 0:
         raise ValueError(f"var: {count} elements with correction={correction} leave no degrees of freedom")
@@ -173,7 +176,11 @@ def _resolve_shape(shape, size, old_shape):
 
 def reshape(x, *shape):
     """Same elements, new shape (one dim may be -1)."""
-    shape = _resolve_shape(_shape_arg(shape), x.size, x.shape)
+    try:
+        shape = _resolve_shape(_shape_arg(shape), x.size, x.shape)
+    except (TypeError, ValueError):
+        _tensor(x, "reshape")      # a torch.Tensor's size is a method: say what was expected instead
+        raise
     return x if shape == x.shape else ops.Reshape.apply(x, shape)
 
 
@@ -195,6 +202,8 @@ def swapaxes(x, axis1, axis2):
 
 
 def broadcast_to(x, shape):
+    """``x`` repeated along new leading dims and size-1 dims to ``shape`` (NumPy broadcasting;
+    PyTorch's ``expand``); its gradient is summed back to ``x``'s shape."""
     shape = tuple(shape)
     try:
         np.broadcast_shapes(x.shape, shape)
@@ -292,9 +301,11 @@ def chunk(x, chunks, axis=None, dim=None):
 
 
 def zeros_like(x):
+    """Zeros of ``x``'s shape, dtype and device; a constant."""
     return Tensor._make(backend.get_array_module(x.data).zeros_like(x.data), False, None, 0)
 
 
 def ones_like(x):
+    """Ones of ``x``'s shape, dtype and device; a constant."""
     return Tensor._make(backend.get_array_module(x.data).ones_like(x.data), False, None, 0)
 

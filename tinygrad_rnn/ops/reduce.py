@@ -1,4 +1,5 @@
-"""Reductions over axes: sum, and max/min (amax semantics: ties share the gradient)."""
+"""Reductions over axes: sum, and max/min (amax semantics: ties share the gradient; a NaN
+extreme sends it to the NaNs, as PyTorch's ``max()``)."""
 from ..function import Function
 
 
@@ -42,6 +43,13 @@ class Sum(Function):
         return t.sum(axis=tuple(a + 1 for a in ctx.axes), keepdims=keepdims)
 
 
+def _hits(a, out, axes):
+    """Where ``a`` holds its extreme ``out`` (reduced over ``axes``); where the extreme is NaN,
+    the NaNs that made it (NaN == NaN is False, so every share would be 0 / 0)."""
+    out = out.reshape(kept_shape(a.shape, axes))
+    return (a == out) | ((a != a) & (out != out))
+
+
 class _Extreme(Function):
     """max or min over axes; every element equal to the extreme gets an equal share."""
     reduce = None
@@ -58,16 +66,15 @@ class _Extreme(Function):
     @staticmethod
     def backward(ctx, g):
         a, out = ctx.saved_tensors
-        shape = kept_shape(a.shape, ctx.axes)
-        hit = (a == out.reshape(shape)).astype(g.dtype)
-        return g.reshape(shape) * hit / hit.sum(axis=ctx.axes, keepdims=True), None, None
+        hit = _hits(a, out, ctx.axes).astype(g.dtype)
+        return g.reshape(kept_shape(a.shape, ctx.axes)) * hit / hit.sum(axis=ctx.axes, keepdims=True), None, None
 
     @staticmethod
     def jvp(ctx, t, *_):
         """The mean of the tangent over the positions equal to the extreme (the backward's equal
         shares), reduced over the same axes one further right (behind K)."""
         a, out = ctx.saved_tensors
-        hit = a == out.reshape(kept_shape(a.shape, ctx.axes))
+        hit = _hits(a, out, ctx.axes)
         axes = tuple(ax + 1 for ax in ctx.axes)
         keepdims = out.ndim == a.ndim
         return (ctx.xp.where(hit, t, 0).sum(axis=axes, keepdims=keepdims)
