@@ -1,17 +1,24 @@
 """tg.save / tg.load: structures of dicts, lists, tuples, numbers, strings, None,
 arrays and Tensors in one .npz file without pickle.
 
-Round trips must be exact in value, type and dtype; damaged or foreign files
-must raise a ValueError that says so; a failed write must leave the old file
+Round trips must be exact in value, type and dtype; a damaged checkpoint loads
+identically or raises a ValueError naming the file, and so does any foreign file;
+errors in opening the file come as they are; a failed write must leave the old file
 and the directory as they were; objects that cannot be stored are refused with
-a TypeError that says where they are.
+a TypeError that says where they are. (Modes and temporaries: test_files.py.)
 """
+import errno
+import functools
+import io
 import math
 import os
+import tempfile
+import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, note
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
@@ -222,6 +229,201 @@ def test_other_files_raise_value_error(content, tmp_path):
 def test_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         tg.load(tmp_path / "nope.npz")
+
+
+def test_errors_in_opening_come_as_they_are(tmp_path, monkeypatch):
+    """No permission is not damage: another user must not be told the file is damaged."""
+    with pytest.raises(IsADirectoryError):
+        tg.load(tmp_path)
+    tg.save({"x": 1}, tmp_path / "ckpt.npz")
+
+    def no_permission(path, mode="r"):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(tg.serialization, "open", no_permission, raising=False)
+    with pytest.raises(PermissionError):
+        tg.load(tmp_path / "ckpt.npz")
+
+
+# ----------------------------------------------------------------- damage anywhere in a checkpoint
+SMALL = {"w": tg.tensor(np.arange(6.0).reshape(2, 3)), "ids": np.array([1, 2, 3]), "mask": np.array([True, False]),
+         "rest": [1, "two", (3.5, None)], -1: {}}
+
+
+@functools.lru_cache(maxsize=None)
+def small_checkpoint():
+    """The bytes tg.save writes for SMALL (about 1.3 kB), and where its zip index starts."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "small.npz")
+        tg.save(SMALL, path)
+        with open(path, "rb") as f:
+            data = f.read()
+    return data, data.index(b"PK\x01\x02")       # the first central directory entry
+
+
+def damage(data, damages):
+    """``data`` with each ``(kind, position, what)`` applied in turn: flip (xor ``what``), truncate or insert."""
+    data = bytearray(data)
+    for kind, at, what in damages:
+        at = min(at, len(data))
+        if kind == "flip" and at < len(data):
+            data[at] ^= what
+        elif kind == "truncate":
+            del data[at:]
+        elif kind == "insert":
+            data[at:at] = what
+    return bytes(data)
+
+
+def assert_loads_identically_or_raises(path, data):
+    path.write_bytes(data)
+    try:
+        back = tg.load(path)
+    except ValueError as exc:
+        assert DAMAGED in str(exc) and str(path) in str(exc)
+    else:
+        assert_same(SMALL, back)
+
+
+def _damages():
+    data, index = small_checkpoint()
+    positions = st.one_of(st.integers(0, len(data) - 1), st.integers(index, len(data) - 1))   # or in the zip index
+    one = st.one_of(st.tuples(st.just("flip"), positions, st.integers(1, 255)),
+                    st.tuples(st.just("truncate"), positions, st.none()),
+                    st.tuples(st.just("insert"), positions, st.binary(min_size=1, max_size=16)))
+    return st.lists(one, min_size=1, max_size=3)
+
+
+@hyp(200)
+@given(damages=st.deferred(_damages))
+def test_a_damaged_checkpoint_loads_identically_or_raises_value_error(damages, tmp_path):
+    note(f"damages: {damages}")
+    assert_loads_identically_or_raises(tmp_path / "damaged.npz", damage(small_checkpoint()[0], damages))
+
+
+@pytest.mark.parametrize("kind, what", [("flip", 0xFF), ("flip", 0x01), ("truncate", None), ("insert", b"\0")],
+                         ids=["xor ff", "xor 01", "truncate", "insert"])
+def test_every_single_damage_loads_identically_or_raises_value_error(kind, what, tmp_path):
+    """Each position of the file in turn: the zip index, the npy headers, the data, the JSON header."""
+    data, _ = small_checkpoint()
+    for at in range(len(data) + (kind == "insert")):
+        assert_loads_identically_or_raises(tmp_path / "damaged.npz", damage(data, [(kind, at, what)]))
+
+
+def test_a_damaged_size_never_makes_load_allocate_what_the_file_cannot_hold(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("__tinygrad_rnn__.npy", npy((len(GOOD_HEADER),), "|u1", GOOD_HEADER))
+        archive.writestr("a0.npy", npy((3,), "<f8", bytes(24)))
+    data = bytearray(path.read_bytes())
+    entry = data.rindex(b"PK\x01\x02")                     # a0.npy's central directory entry
+    data[entry + 20:entry + 28] = (2 ** 31).to_bytes(4, "little") * 2     # its stored and unpacked sizes: 2 GB
+    path.write_bytes(bytes(data))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="claims 2147483648 bytes"):
+            tg.load(path)
+        assert tracemalloc.get_traced_memory()[1] < 2 ** 24
+    finally:
+        tracemalloc.stop()
+
+
+# ----------------------------------------------------------------- hand-made files
+DEEP = b'{"list": [' * 100_000 + b'{"value": 1}' + b']}' * 100_000
+HAND_MADE_TREES = {
+    "header not an object": b'[1, 2]',
+    "no tree": b'{"format": 1}',
+    "tree a number": b'{"format": 1, "tree": 5}',
+    "empty node": b'{"format": 1, "tree": {}}',
+    "unknown node": b'{"format": 1, "tree": {"set": [1]}}',
+    "two kinds in a node": b'{"format": 1, "tree": {"list": [], "value": 1}}',
+    "dict of a number": b'{"format": 1, "tree": {"dict": 3}}',
+    "dict item not a pair": b'{"format": 1, "tree": {"dict": [[1]]}}',
+    "dict key a list": b'{"format": 1, "tree": {"dict": [[[1], {"value": 2}]]}}',
+    "dict key a bool": b'{"format": 1, "tree": {"dict": [[true, {"value": 2}]]}}',
+    "list of a number": b'{"format": 1, "tree": {"list": 5}}',
+    "list of a string": b'{"format": 1, "tree": {"list": "abc"}}',
+    "value a list": b'{"format": 1, "tree": {"value": [1, 2]}}',
+    "value an object": b'{"format": 1, "tree": {"value": {"a": 1}}}',
+    "array name a number": b'{"format": 1, "tree": {"array": 0, "tensor": false}}',
+    "array without tensor flag": b'{"format": 1, "tree": {"array": "a0"}}',
+    "tensor flag a string": b'{"format": 1, "tree": {"array": "a0", "tensor": "yes"}}',
+    "array not there": b'{"format": 1, "tree": {"array": "a9", "tensor": false}}',
+    "nested too deeply": b'{"format": 1, "tree": ' + DEEP + b'}',
+    "header not utf-8": b'{"format": 1, "tree": {"value": "\xff"}}',
+}
+
+
+@pytest.mark.parametrize("header", HAND_MADE_TREES.values(), ids=HAND_MADE_TREES)
+def test_a_hand_made_header_raises_value_error(header, tmp_path):
+    path = tmp_path / "hand_made.npz"
+    np.savez(path, __tinygrad_rnn__=np.frombuffer(header, dtype=np.uint8), a0=np.arange(3.0))
+    with pytest.raises(ValueError, match=DAMAGED) as info:
+        tg.load(path)
+    assert str(path) in str(info.value)
+
+
+def npy(shape, dtype, data):
+    """The bytes of an npy file whose header announces ``shape`` and ``dtype`` and whose data is ``data``."""
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(f, {"shape": shape, "fortran_order": False,
+                                              "descr": np.lib.format.dtype_to_descr(np.dtype(dtype))})
+    return f.getvalue() + data
+
+
+GOOD_HEADER = b'{"format": 1, "tree": {"array": "a0", "tensor": false}}'
+TENSOR_HEADER = b'{"format": 1, "tree": {"array": "a0", "tensor": true}}'
+HAND_MADE_MEMBERS = {
+    "header not npy": {"__tinygrad_rnn__.npy": GOOD_HEADER, "a0.npy": npy((3,), "<f8", bytes(24))},
+    "header not bytes": {"__tinygrad_rnn__.npy": npy((2,), "<f8", bytes(16))},
+    "array not npy": {"a0.npy": b"just bytes"},
+    "array announces less": {"a0.npy": npy((2,), "<f8", bytes(24))},
+    "array announces more": {"a0.npy": npy((4,), "<f8", bytes(24))},
+    "array announces a petabyte": {"a0.npy": npy((2 ** 47,), "<f8", bytes(24))},
+    "array of negative shape": {"a0.npy": npy((-1, -1), "<f8", bytes(8))},
+    "array of objects": {"a0.npy": npy((1,), "|O", bytes(8))},
+    "array npy version 3": {"a0.npy": b"\x93NUMPY\x03\x00" + npy((3,), "<f8", bytes(24))[8:]},
+    "tensor of strings": {"__tinygrad_rnn__.npy": npy((len(TENSOR_HEADER),), "|u1", TENSOR_HEADER),
+                          "a0.npy": npy((2,), "<U1", "ab".encode("utf-32-le"))},
+}
+
+
+@pytest.mark.parametrize("members", HAND_MADE_MEMBERS.values(), ids=HAND_MADE_MEMBERS)
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED], ids=["stored", "deflated"])
+def test_a_hand_made_member_raises_value_error(members, compression, tmp_path):
+    members = {"__tinygrad_rnn__.npy": npy((len(GOOD_HEADER),), "|u1", GOOD_HEADER), **members}
+    path = tmp_path / "hand_made.npz"
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(ValueError, match=DAMAGED) as info:
+        tg.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA, 99])
+def test_a_member_labelled_compressed_raises_value_error(method, tmp_path):
+    """A compression method in the zip index that tg.save never writes: decompressing would fail in its own way."""
+    path = tmp_path / "relabelled.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("__tinygrad_rnn__.npy", npy((len(GOOD_HEADER),), "|u1", GOOD_HEADER))
+        archive.writestr("a0.npy", b"\x07" * 24)           # not a valid stream for any of them
+    data = bytearray(path.read_bytes())
+    entry = data.rindex(b"PK\x01\x02")
+    data[entry + 10:entry + 12] = method.to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=DAMAGED) as info:
+        tg.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_members_written_by_hand_as_tg_save_writes_them_load(tmp_path):
+    """The hand-made members above fail for what they hold, not for how they were written."""
+    path = tmp_path / "hand_made.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("__tinygrad_rnn__.npy", npy((len(GOOD_HEADER),), "|u1", GOOD_HEADER))
+        archive.writestr("a0.npy", npy((3,), "<f8", np.arange(3.0).tobytes()))
+    assert_same(tg.load(path), np.arange(3.0))
 
 
 # ----------------------------------------------------------------- atomic writes
