@@ -502,8 +502,29 @@ def test_a_hook_returning_an_array_is_told_to_return_a_tensor(device):
         (x * 2).sum().backward()
     y = leaf([1.0, 2.0, 3.0], device)
     y.register_hook(lambda g: g[:2])
-    with pytest.raises(RuntimeError, match=r"shape \(3,\), got a Tensor of shape \(2,\)"):
+    with pytest.raises(RuntimeError, match=r"shape \(3,\), dtype float64 on \w+ \(the gradient's\), got one of "
+                                           r"shape \(2,\)"):
         (y * 2).sum().backward()
+
+
+def test_a_gradient_of_another_shape_dtype_or_device_is_refused_where_it_is_made(device):
+    """A hook returning g.float() for a float64 leaf, or a hand-set .grad of another shape or dtype,
+    would later make an optimizer reshape or retype the parameter: refused at once, as in PyTorch."""
+    x = leaf([1.0, 2.0, 3.0], device)
+    x.register_hook(lambda g: g.float())
+    with pytest.raises(RuntimeError, match=r"dtype float64 on \w+ \(the gradient's\), got one of shape \(3,\), "
+                                           r"dtype float32"):
+        (x * 2).sum().backward()
+    y = leaf([1.0, 2.0], device)
+    for bad, message in ((tg.zeros(3, 1, dtype=tg.float64, device=device), r"shape \(3, 1\)"),
+                         (tg.zeros(2, dtype=tg.float32, device=device), "dtype float32"),
+                         (np.zeros(2), "got a numpy.ndarray")):
+        with pytest.raises((ValueError, TypeError), match=message):
+            y.grad = bad
+        assert y.grad is None
+    y.grad = tg.ones(2, dtype=tg.float64, device=device)
+    (y * 3).sum().backward()
+    np.testing.assert_array_equal(y.grad.numpy(), [4.0, 4.0])
 
 
 def test_retain_grad_keeps_a_non_leaf_gradient(device):

@@ -333,9 +333,10 @@ def _run_hooks(hooks, g, create_graph):
             name = f"hook {getattr(hook, '__name__', hook)}"
             if not isinstance(new, Tensor):
                 raise not_a_tensor(name, "the value returned", new, f"None or a Tensor of shape {wrapped.shape}")
-            if new.shape != wrapped.shape:
-                raise RuntimeError(f"{name} must return None or a Tensor of shape {wrapped.shape}, "
-                                   f"got a Tensor of shape {new.shape}")
+            if new.shape != wrapped.shape or new.dtype != wrapped.dtype or new.device != wrapped.device:
+                raise RuntimeError(f"{name} must return None or a Tensor of shape {wrapped.shape}, dtype "
+                                   f"{wrapped.dtype.name} on {wrapped.device} (the gradient's), got one of shape "
+                                   f"{new.shape}, dtype {new.dtype.name} on {new.device}")
             g = new if create_graph else new.data
     return g
 

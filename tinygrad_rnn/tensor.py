@@ -21,7 +21,7 @@ class Tensor:
     """
 
     __slots__ = {"data": "The underlying array (numpy.ndarray or cupy.ndarray).",
-                 "grad": "The gradient (a Tensor) that backward accumulated into this leaf, or None.",
+                 "_grad": None,
                  "grad_fn": "The Function node that made this tensor, None for a leaf.",
                  "_requires_grad": None, "_index": None, "_hooks": None, "__weakref__": None}
     __array_ufunc__ = None      # ndarray (op) Tensor defers to Tensor's reflected operator
@@ -44,7 +44,7 @@ class Tensor:
                              f"(at most 2**63 - 1); pass dtype=tg.float64 for a float tensor")
         data = backend.to_device(data, device)
         self.data = data.astype(dt, copy=False) if data.dtype != dt else data
-        self.grad = None
+        self._grad = None
         self.grad_fn = None
         self._index = 0
         self._hooks = None
@@ -56,7 +56,7 @@ class Tensor:
         """Wrap an array that already has the right dtype and device (no checks)."""
         t = cls.__new__(cls)
         t.data = data
-        t.grad = None
+        t._grad = None
         t._requires_grad = requires_grad
         t.grad_fn = grad_fn
         t._index = index
@@ -64,6 +64,25 @@ class Tensor:
         return t
 
     # ----- properties -----
+    @property
+    def grad(self):
+        """The gradient (a Tensor) that backward accumulated into this leaf, or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        """Set by backward; by hand only to None or a Tensor of this tensor's shape, dtype and
+        device (as PyTorch checks): an optimizer must never see a gradient that would reshape or
+        retype its parameter."""
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise not_a_tensor("grad", "the value assigned", value, f"None or a Tensor of shape {self.shape}")
+            if value.shape != self.shape or value.dtype != self.dtype or value.device != self.device:
+                raise ValueError(f"grad: assigned a gradient of shape {value.shape}, dtype {value.dtype.name} on "
+                                 f"{value.device} to a tensor of shape {self.shape}, dtype {self.dtype.name} on "
+                                 f"{self.device}; they must match")
+        self._grad = value
+
     @property
     def requires_grad(self):
         """Whether gradients flow to this tensor (only float tensors can require grad)."""

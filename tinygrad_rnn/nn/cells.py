@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import creation
 from ..function import is_recording
-from ..tensor import Tensor
+from ..tensor import Tensor, not_a_tensor
 from ..xp import split
 from . import init
 from .module import Module, Parameter
@@ -35,17 +35,6 @@ def project_input(x, weight, bias=None):
     if bias is not None:
         flat = flat + bias
     return flat.reshape(x.shape[:-1] + (weight.shape[0],))
-
-
-def not_a_tensor(owner, what, value):
-    """The TypeError for ``value`` given where a Tensor was expected, naming its type in full
-    (a torch.Tensor is not "a Tensor") and saying how to convert it."""
-    kind = type(value)
-    full = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__name__}"
-    how = ("tg.tensor(t.detach().cpu().numpy())" if full == "torch.Tensor" else
-           "tg.tensor(...)" if isinstance(value, (list, tuple)) or hasattr(value, "__array__") else None)
-    return TypeError(f"{owner}: {what} must be a tinygrad_rnn Tensor, got a {full}"
-                     + (f"; convert it with {how}" if how else ""))
 
 
 def check_size(owner, name, value, minimum=1):

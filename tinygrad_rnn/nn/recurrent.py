@@ -16,9 +16,9 @@ import numpy as np
 
 from .. import backend, creation
 from .. import functional as F
-from ..tensor import Tensor
+from ..tensor import Tensor, not_a_tensor
 from ..xp import concatenate, stack, unbind, where
-from .cells import RecurrentCell, check_size, check_state, not_a_tensor
+from .cells import RecurrentCell, check_size, check_state
 from .gru import GRUCell
 from .lstm import LSTMCell
 from .rnn import RNNCell
