@@ -116,3 +116,24 @@ def test_a_torch_tensor_is_named_and_the_conversion_said(device):
         nn.LSTM(4, 8, device=device)(torch.zeros(5, 3, 4))
     with pytest.raises(TypeError, match="GRUCell: input must be a tinygrad_rnn Tensor, got a torch.Tensor"):
         nn.GRUCell(4, 8, device=device)(torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize("fn", [tg.maximum, tg.minimum])
+def test_maximum_and_minimum_give_a_nans_gradient_to_the_nan(device, fn):
+    """The NaN is the result, so it gets the gradient (two NaNs share it); the other operand none."""
+    a = tg.tensor([np.nan, 1.0, np.nan, 2.0], dtype=tg.float64, device=device, requires_grad=True)
+    b = tg.tensor([2.0, np.nan, np.nan, 2.0], dtype=tg.float64, device=device, requires_grad=True)
+    fn(a, b).sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [1.0, 0.0, 0.5, 0.5])
+    np.testing.assert_array_equal(b.grad.numpy(), [0.0, 1.0, 0.5, 0.5])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: tg.tensor([1e30], dtype=tg.int64), "1e\\+30 cannot be an int64"),
+    (lambda: tg.tensor([np.nan, 1.0], dtype=tg.int64), "nan cannot be an int64"),
+    (lambda: tg.full((2,), 2 ** 63), "9223372036854775808 is out of range for int64"),
+])
+def test_floats_and_big_ints_do_not_wrap_into_int64(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+    assert tg.full((2,), 2.5, dtype=tg.int64).numpy().tolist() == [2, 2]      # truncation, as PyTorch

@@ -53,8 +53,9 @@ def _shape(shape, name):
 
 def _filled(name, shape, value, dtype, device, requires_grad):
     device = backend.check_device(device)
+    value = Tensor(value, dtype=dtype).data if not isinstance(value, float) or dtype is not None else value
     dt = backend.check_dtype(dtype) if dtype is not None else (
-        backend.DEFAULT_FLOAT if isinstance(value, float) else backend.infer_dtype(np.asarray(value), True))
+        backend.DEFAULT_FLOAT if isinstance(value, float) else value.dtype)
     data = backend.array_module(device).full(_shape(shape, name), value, dtype=dt)
     return Tensor._make(data, False, None, 0).requires_grad_(requires_grad)
 

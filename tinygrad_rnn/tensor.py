@@ -513,6 +513,11 @@ def _python_array(data, dtype):
                                  "[-2**63, 2**63 - 1]); pass dtype=tg.float64 for a float tensor")
             if kind == "O" and all(isinstance(x, numbers.Real) for x in leaves):
                 array = np.array(data, dtype=np.float64)
+    if (array.dtype.kind == "f" and dtype is not None and backend.check_dtype(dtype).kind in "iu" and array.size
+            and not (np.isfinite(array).all() and np.abs(array).max() < 2.0 ** 63)):
+        bad = array[~np.isfinite(array) | (np.abs(array) >= 2.0 ** 63)].flat[0]
+        raise ValueError(f"tensor: {bad} cannot be an int64 (integers must be finite and lie in "
+                         "[-2**63, 2**63 - 1]); pass a float dtype")
     return array
 
 

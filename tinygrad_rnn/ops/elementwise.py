@@ -347,7 +347,7 @@ class Maximum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return _select_grads(ctx, g, lambda a, b: a > b)
+        return _select_grads(ctx, g, lambda a, b: (a > b) | ((a != a) & (b == b)))     # a NaN wins
 
     @staticmethod
     def jvp(ctx, ta, tb):
@@ -365,7 +365,7 @@ class Minimum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return _select_grads(ctx, g, lambda a, b: a < b)
+        return _select_grads(ctx, g, lambda a, b: (a < b) | ((a != a) & (b == b)))     # a NaN wins
 
     @staticmethod
     def jvp(ctx, ta, tb):
@@ -378,7 +378,7 @@ def _select_grads(ctx, g, a_wins):
     na, nb = ctx.needs_input_grad
     xp = ctx.xp
     tie = g * 0.5
-    win_a, tied = a_wins(a, b), a == b
+    win_a, tied = a_wins(a, b), (a == b) | ((a != a) & (b != b))        # two NaNs tie
     ga = sum_to(xp.where(win_a, g, xp.where(tied, tie, 0)), a.shape) if na else None
     gb = sum_to(xp.where(win_a, 0, xp.where(tied, tie, g)), b.shape) if nb else None
     return ga, gb
@@ -391,7 +391,8 @@ def _select_tangents(ctx, ta, tb, a_wins):
     n = _out_ndim(ctx)
     ta, tb = lift(ta, n), lift(tb, n)
     tie = 0.5 * add_tangents(ta, tb)
-    return xp.where(a_wins(a, b), 0 if ta is None else ta, xp.where(a == b, tie, 0 if tb is None else tb))
+    tied = (a == b) | ((a != a) & (b != b))                                # two NaNs tie
+    return xp.where(a_wins(a, b), 0 if ta is None else ta, xp.where(tied, tie, 0 if tb is None else tb))
 
 
 class Where(Function):
