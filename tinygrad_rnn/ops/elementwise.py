@@ -347,7 +347,7 @@ class Maximum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return _select_grads(ctx, g, lambda a, b: (a > b) | ((a != a) & (b == b)))     # a NaN wins
+        return _select_grads(ctx, g, lambda a, b: (a > b) | _and(a != a, b == b))     # a NaN wins
 
     @staticmethod
     def jvp(ctx, ta, tb):
@@ -365,7 +365,7 @@ class Minimum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return _select_grads(ctx, g, lambda a, b: (a < b) | ((a != a) & (b == b)))     # a NaN wins
+        return _select_grads(ctx, g, lambda a, b: (a < b) | _and(a != a, b == b))     # a NaN wins
 
     @staticmethod
     def jvp(ctx, ta, tb):
@@ -373,12 +373,19 @@ class Minimum(Function):
         return _select_tangents(ctx, ta, tb, lambda a, b: a < b)
 
 
+def _and(x, y):
+    """x & y, where either may be a Python bool (the comparison of a number operand)."""
+    if not hasattr(x, "shape"):
+        return y if x else False
+    return x & y
+
+
 def _select_grads(ctx, g, a_wins):
     a, b = ctx.saved_tensors
     na, nb = ctx.needs_input_grad
     xp = ctx.xp
     tie = g * 0.5
-    win_a, tied = a_wins(a, b), (a == b) | ((a != a) & (b != b))        # two NaNs tie
+    win_a, tied = a_wins(a, b), (a == b) | _and(a != a, b != b)        # two NaNs tie
     ga = sum_to(xp.where(win_a, g, xp.where(tied, tie, 0)), a.shape) if na else None
     gb = sum_to(xp.where(win_a, 0, xp.where(tied, tie, g)), b.shape) if nb else None
     return ga, gb
@@ -391,7 +398,7 @@ def _select_tangents(ctx, ta, tb, a_wins):
     n = _out_ndim(ctx)
     ta, tb = lift(ta, n), lift(tb, n)
     tie = 0.5 * add_tangents(ta, tb)
-    tied = (a == b) | ((a != a) & (b != b))                                # two NaNs tie
+    tied = (a == b) | _and(a != a, b != b)                                 # two NaNs tie
     return xp.where(a_wins(a, b), 0 if ta is None else ta, xp.where(tied, tie, 0 if tb is None else tb))
 
 
