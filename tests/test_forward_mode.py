@@ -292,8 +292,8 @@ def where_case(data):
     sc, sa, sb = data.draw(triples, label="shapes").input_shapes
     cond = normal(data, sc) > 0
     if data.draw(st.booleans(), label="scalar b"):
-        return (lambda a: tg.where(tg.tensor(cond), a, 0.5)), [normal(data, sa)]
-    return (lambda a, b: tg.where(tg.tensor(cond), a, b)), [normal(data, sa), normal(data, sb)]
+        return (lambda a: tg.where(tg.tensor(cond, device=a.device), a, 0.5)), [normal(data, sa)]
+    return (lambda a, b: tg.where(tg.tensor(cond, device=a.device), a, b)), [normal(data, sa), normal(data, sb)]
 
 
 def scan_case(data):
@@ -314,6 +314,7 @@ def scan_case(data):
     parts = 2 if kind in ("lstm", "peephole") else 1
 
     def fn(x, w, *state):
+        cell.to(x.device)
         cell.weight_hh = w if w.requires_grad else tg.nn.Parameter(w)
         out, final = tg.nn.unroll(cell, x, state if parts == 2 else state[0], lengths, reverse=reverse)
         return [out] + list(final if parts == 2 else [final])

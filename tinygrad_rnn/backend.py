@@ -141,8 +141,4 @@ def is_float(dtype):
 
 def index_add(out, index, values):
     """``out[index] += values`` in place, adding (not overwriting) at repeated indices."""
-    if isinstance(out, np.ndarray):
-        np.add.at(out, index, values)
-    else:
-        import cupyx
-        cupyx.scatter_add(out, index, values)
+    get_array_module(out).add.at(out, index, values)

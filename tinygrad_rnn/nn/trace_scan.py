@@ -937,10 +937,11 @@ class Scan(Function):
     @staticmethod
     def backward(ctx, d_out, *d_final):
         outs = ctx._out_arrays
-        d_final = tuple(ctx.xp.zeros_like(outs[1 + i]) if g is None else g for i, g in enumerate(d_final))
+        xp = backend.get_array_module(outs[0])     # the arrays' module, also under create_graph
+        d_final = tuple(xp.zeros_like(outs[1 + i]) if g is None else g for i, g in enumerate(d_final))
         if ctx.create_graph:
             if d_out is None:
-                d_out = ctx.xp.zeros_like(outs[0])
+                d_out = xp.zeros_like(outs[0])
             return ctx.program.graph_backward(ctx, (d_out,) + d_final)
         return ctx.program.backward(ctx, d_out, d_final)
 
@@ -967,7 +968,8 @@ class Kernel:
 
     @staticmethod
     def parameters(cell):
-        raise NotImplementedError
+        """PyTorch's four parameters of a gated cell (see :class:`~tinygrad_rnn.nn.cells.GatedCell`)."""
+        return [(name, getattr(cell, name)) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
 
 
 class KernelProgram:
