@@ -13,15 +13,14 @@ from tinygrad_rnn.nn.cells import project_input, uniform_parameter
 class PlainLSTMCell(nn.RecurrentCell):
     """c' = sigmoid(z_f) c + sigmoid(z_i) tanh(z_g),  h' = sigmoid(z_o) tanh(c'),  z = x W_ih^T + b + h W_hh^T."""
 
+    state_names = ("h", "c")
+
     def __init__(self, input_size, hidden_size, dtype=None):
         self.input_size, self.hidden_size = input_size, hidden_size
         self.weight_ih = uniform_parameter((4 * hidden_size, input_size), hidden_size, None, dtype)
         self.weight_hh = uniform_parameter((4 * hidden_size, hidden_size), hidden_size, None, dtype)
         self.bias_ih = uniform_parameter((4 * hidden_size,), hidden_size, None, dtype)
 
-    def initial_state(self, batch, like):
-        zeros = super().initial_state(batch, like)
-        return zeros, zeros
 
     def project(self, x):
         return project_input(x, self.weight_ih, self.bias_ih)

@@ -80,9 +80,6 @@ class TripleStateCell(nn.RecurrentCell):
     def project(self, x):
         return project_input(x, self.weight_ih, self.bias_ih)
 
-    def initial_state(self, batch, like):
-        zeros = super().initial_state(batch, like)
-        return zeros, zeros, zeros
 
     def step(self, p, state):
         h, c, m = state

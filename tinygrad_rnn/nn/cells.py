@@ -113,8 +113,10 @@ class RecurrentCell(Module):
         raise NotImplementedError(f"{type(self).__name__} must define step(p, state)")
 
     def initial_state(self, batch, like):
-        """Zeros of shape (batch, hidden_size) on ``like``'s device and dtype."""
-        return creation.zeros(batch, self.hidden_size, dtype=like.dtype, device=like.device)
+        """Zeros of shape (batch, hidden_size) on ``like``'s device and dtype, one per name in
+        ``state_names`` (a tuple when there are several)."""
+        zeros = creation.zeros(batch, self.hidden_size, dtype=like.dtype, device=like.device)
+        return zeros if len(self.state_names) == 1 else (zeros,) * len(self.state_names)
 
     def output(self, state):
         """What the layer outputs at each step: the state itself, or its first part."""

@@ -31,11 +31,6 @@ class GRUKernel(Kernel):
     The input side gets [dz_r, dz_z, dp_n], the recurrent side [dz_r, dz_z, dq]."""
 
     @staticmethod
-    def parameters(cell):
-        return [("weight_ih", cell.weight_ih), ("weight_hh", cell.weight_hh), ("bias_ih", cell.bias_ih),
-                ("bias_hh", cell.bias_hh)]
-
-    @staticmethod
     def forward(ctx, cell, x, parts, params, valid):
         h0, = parts
         xp = backend.get_array_module(x)

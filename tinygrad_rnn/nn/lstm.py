@@ -42,11 +42,6 @@ class LSTMKernel(Kernel):
     each over all T*B rows."""
 
     @staticmethod
-    def parameters(cell):
-        return [("weight_ih", cell.weight_ih), ("weight_hh", cell.weight_hh), ("bias_ih", cell.bias_ih),
-                ("bias_hh", cell.bias_hh)]
-
-    @staticmethod
     def forward(ctx, cell, x, parts, params, valid):
         h0, c0 = parts
         xp = backend.get_array_module(x)
@@ -175,10 +170,6 @@ class LSTMCell(GatedCell):
     gates = GATES
     own_kernel = LSTMKernel
     state_names = ("h", "c")
-
-    def initial_state(self, batch, like):
-        zeros = super().initial_state(batch, like)
-        return zeros, zeros
 
     def step(self, p, state):
         h, c = state

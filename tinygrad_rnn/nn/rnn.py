@@ -20,11 +20,6 @@ class RNNKernel(Kernel):
     dh_{t-1} = da_t W_hh, and dL/dW_hh = sum_t da_t^T h_{t-1} as one matmul."""
 
     @staticmethod
-    def parameters(cell):
-        return [("weight_ih", cell.weight_ih), ("weight_hh", cell.weight_hh), ("bias_ih", cell.bias_ih),
-                ("bias_hh", cell.bias_hh)]
-
-    @staticmethod
     def forward(ctx, cell, x, parts, params, valid):
         h0, = parts
         xp = backend.get_array_module(x)

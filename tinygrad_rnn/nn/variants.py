@@ -36,10 +36,6 @@ class PeepholeLSTMCell(GatedCell):
         super().__init__(input_size, hidden_size, bias, fused=False, device=device, dtype=dtype)
         self.weight_ch = uniform_parameter((3, hidden_size), hidden_size, device, dtype)
 
-    def initial_state(self, batch, like):
-        zeros = super().initial_state(batch, like)
-        return zeros, zeros
-
     def step(self, p, state):
         h, c = state
         z_i, z_f, z_g, z_o = LSTM_GATES.split(p + h @ self.weight_hh.T)
@@ -68,10 +64,6 @@ class CoupledLSTMCell(GatedCell):
 
     def __init__(self, input_size, hidden_size, bias=True, *, device=None, dtype=None):
         super().__init__(input_size, hidden_size, bias, fused=False, device=device, dtype=dtype)
-
-    def initial_state(self, batch, like):
-        zeros = super().initial_state(batch, like)
-        return zeros, zeros
 
     def step(self, p, state):
         h, c = state
@@ -153,7 +145,8 @@ class ClockworkRNNCell(RecurrentCell):
         return project_input(x, self.weight_ih, self.bias_ih)
 
     def initial_state(self, batch, like):
-        return super().initial_state(batch, like), creation.zeros(batch, 1, dtype=like.dtype, device=like.device)
+        h = creation.zeros(batch, self.hidden_size, dtype=like.dtype, device=like.device)
+        return h, creation.zeros(batch, 1, dtype=like.dtype, device=like.device)
 
     def step(self, p, state):
         h, t = state
