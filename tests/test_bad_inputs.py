@@ -1,5 +1,7 @@
 """Bad inputs get a clear error naming what was wrong and what was expected, never a silent
 cast, broadcast or a raw NumPy error from deep inside (regressions of a bad-input audit)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -137,3 +139,43 @@ def test_floats_and_big_ints_do_not_wrap_into_int64(make, message):
     with pytest.raises(ValueError, match=message):
         make()
     assert tg.full((2,), 2.5, dtype=tg.int64).numpy().tolist() == [2, 2]      # truncation, as PyTorch
+
+
+def test_gradcheck_names_a_torch_tensor_and_how_to_convert_it():
+    torch = pytest.importorskip("torch")
+    for check in (tg.gradcheck, tg.gradgradcheck):
+        with pytest.raises(TypeError, match=r"inputs\[0\] must be a tinygrad_rnn Tensor, got a torch.Tensor; convert"):
+            check(lambda a: a * 2, [torch.randn(2, dtype=torch.float64)])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: tg.nn.Linear(-1, 3), "Linear: in_features must be at least 0, got -1"),
+    (lambda: tg.nn.Linear(2, 3.0), "Linear: out_features must be an int, got float 3.0"),
+    (lambda: tg.nn.Embedding(-2, 3), "Embedding: num_embeddings must be at least 0, got -2"),
+    (lambda: tg.nn.Embedding(4, True), "Embedding: embedding_dim must be an int, got bool True"),
+])
+def test_layer_sizes_are_checked(make, message):
+    with pytest.raises((TypeError, ValueError), match=re.escape(message)):
+        make()
+
+
+def test_a_linear_layer_without_inputs_gives_its_bias_as_pytorch():
+    layer = tg.nn.Linear(0, 3)
+    out = layer(tg.zeros(2, 0))
+    np.testing.assert_array_equal(out.numpy(), np.broadcast_to(layer.bias.numpy(), (2, 3)))
+
+
+def test_cuda_index_names_the_gpus_cupy_sees(device):
+    if device == "cpu":
+        with pytest.raises(ValueError, match=r"device must be one of \('cpu', 'cuda'\) or 'cuda:N', got 'gpu'"):
+            tg.zeros(2, device="gpu")
+        if not tg.cuda_available():
+            with pytest.raises(RuntimeError, match="CUDA is unavailable"):
+                tg.zeros(2, device="cuda:0")
+        return
+    cp = tg.backend.cupy()
+    current, count = cp.cuda.Device().id, cp.cuda.runtime.getDeviceCount()
+    x = tg.zeros(2, device=f"cuda:{current}")
+    assert x.device == "cuda" and tg.nn.Linear(2, 2).to(f"cuda:{current}").weight.device == "cuda"
+    with pytest.raises(ValueError, match=f"CuPy sees {count} GPU"):
+        tg.zeros(2, device=f"cuda:{count}")

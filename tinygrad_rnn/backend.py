@@ -53,12 +53,31 @@ def cupy():
 
 
 def check_device(device):
-    """Normalise a device name; ValueError for anything but 'cpu' or 'cuda'."""
+    """Normalise a device name to 'cpu' or 'cuda'; ValueError for anything else.
+
+    PyTorch's "cuda:N" names the GPU that CuPy uses (its current device, 0 unless the
+    program chose another); tensors live on that one GPU, so any other N is refused with
+    the way to choose it."""
     if device is None:
         return "cpu"
     if isinstance(device, str) and device in DEVICES:
         return device
-    raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if isinstance(device, str) and device.startswith("cuda:") and device[5:].isdigit():
+        return _check_gpu_index(int(device[5:]))
+    raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {device!r}")
+
+
+def _check_gpu_index(index):
+    cp = cupy()
+    count = cp.cuda.runtime.getDeviceCount()
+    if index >= count:
+        raise ValueError(f"device 'cuda:{index}' requested but CuPy sees {count} GPU(s) (cuda:0 to cuda:{count - 1})")
+    current = cp.cuda.Device().id
+    if index != current:
+        raise ValueError(f"device 'cuda:{index}': tensors live on CuPy's current GPU, cuda:{current}; "
+                         f"choose GPU {index} with cupy.cuda.Device({index}).use() (or CUDA_VISIBLE_DEVICES) "
+                         "and pass device='cuda'")
+    return "cuda"
 
 
 def device_of(array):

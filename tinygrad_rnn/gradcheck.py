@@ -11,7 +11,7 @@ import numpy as np
 
 from . import backend
 from .engine import grad
-from .tensor import Tensor
+from .tensor import Tensor, is_torch, not_a_tensor
 
 
 class GradcheckError(RuntimeError):
@@ -20,6 +20,14 @@ class GradcheckError(RuntimeError):
 
 def _as_tuple(x):
     return x if isinstance(x, tuple) else tuple(x) if isinstance(x, list) else (x,)
+
+
+def _refuse_foreign_tensors(name, inputs):
+    """Inputs other than Tensors pass through to ``fn`` as constants, as in PyTorch; a torch
+    tensor there is a mistake that would leave nothing to check, so name it."""
+    for i, x in enumerate(inputs):
+        if is_torch(x):
+            raise not_a_tensor(name, f"inputs[{i}]", x)
 
 
 def _float_outputs(result):
@@ -81,6 +89,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
     input that requires grad; otherwise raise :class:`GradcheckError` (or return
     False) naming the output, the input, the element and both values."""
     inputs = _as_tuple(inputs)
+    _refuse_foreign_tensors("gradcheck", inputs)
     diff = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
     if not diff:
         raise ValueError("gradcheck: no input requires grad, so there is nothing to check")
@@ -112,6 +121,7 @@ def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
     """gradcheck of the map (inputs, v) -> vᵀ J(inputs): checks second derivatives
     computed with ``create_graph=True``. ``grad_outputs`` default to random float64."""
     inputs = _as_tuple(inputs)
+    _refuse_foreign_tensors("gradgradcheck", inputs)
     diff = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
     outputs = _float_outputs(fn(*inputs))
     if grad_outputs is None:

@@ -15,14 +15,12 @@ and its hand-tuned kernel: :mod:`~tinygrad_rnn.nn.rnn`, :mod:`~tinygrad_rnn.nn.l
 """
 import math
 
-import numpy as np
-
 from .. import creation
 from ..function import is_recording
 from ..tensor import Tensor, not_a_tensor
 from ..xp import split
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, check_size  # noqa: F401 (check_size is imported from here too)
 from . import trace_scan
 from .trace_scan import named
 
@@ -35,16 +33,6 @@ def project_input(x, weight, bias=None):
     if bias is not None:
         flat = flat + bias
     return flat.reshape(x.shape[:-1] + (weight.shape[0],))
-
-
-def check_size(owner, name, value, minimum=1):
-    """``value`` as an int >= ``minimum``; TypeError for a non-integer (a float, a bool), ValueError
-    below the minimum, each naming the argument, as PyTorch's layers do."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{owner}: {name} must be at least {minimum}, got {value}")
-    return int(value)
 
 
 def uniform_parameter(shape, hidden_size, device, dtype):

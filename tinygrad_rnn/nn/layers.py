@@ -5,7 +5,7 @@ import numbers
 from .. import creation
 from .. import functional as F
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, check_size
 
 
 def new_parameter(*shape, device=None, dtype=None):
@@ -23,6 +23,8 @@ class Linear(Module):
     """
 
     def __init__(self, in_features, out_features, bias=True, *, device=None, dtype=None):
+        in_features = check_size("Linear", "in_features", in_features, minimum=0)
+        out_features = check_size("Linear", "out_features", out_features, minimum=0)
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features) if in_features else 0.0
         self.weight = init.uniform_(new_parameter(out_features, in_features, device=device, dtype=dtype),
@@ -45,6 +47,8 @@ class Embedding(Module):
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, *, device=None, dtype=None):
+        num_embeddings = check_size("Embedding", "num_embeddings", num_embeddings, minimum=0)
+        embedding_dim = check_size("Embedding", "embedding_dim", embedding_dim, minimum=0)
         if padding_idx is not None and not -num_embeddings <= padding_idx < num_embeddings:
             raise ValueError(f"Embedding: padding_idx {padding_idx} is out of range for {num_embeddings} rows")
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim

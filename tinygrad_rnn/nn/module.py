@@ -27,6 +27,16 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+def check_size(owner, name, value, minimum=1):
+    """``value`` as an int >= ``minimum``; TypeError for a non-integer (a float, a bool), ValueError
+    below the minimum, each naming the argument, as PyTorch's layers do."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
 class Module:
     """Base class of layers. Subclasses assign Parameters and Modules as
     attributes in ``__init__`` and define ``forward``; call the module to run it."""
