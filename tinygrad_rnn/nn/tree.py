@@ -27,16 +27,25 @@ Every model returns ``(output, state) = model(trees)``, as ``nn.RNN`` and
 tree in post-order (the order of :meth:`Tree.nodes`), and ``state`` is the
 roots' state, one row per tree: h (B, H) for RecursiveNN, (h, c) each (B, H)
 for the Tree-LSTMs.
+
+A sequence can be read by a tree too: :meth:`TreeNetwork.over_sequence` puts
+the balanced binary tree of :func:`balanced_tree` over the T positions of a
+(T, B, I) batch (the inputs at the leaves, inner nodes joining two children)
+and runs it level by level with the whole batch in each op. A leaf's state
+then reaches the root through ceil(log2 T) nodes where a chain needs up to T
+steps, the shorter gradient path that recursive networks offer for long-term
+dependencies (Goodfellow, Bengio & Courville 2016, section 10.6).
 """
+import functools
 import numbers
 
 import numpy as np
 
 from .. import backend, creation
 from ..ops import IndexAdd
-from ..tensor import Tensor
-from ..xp import concatenate, split, stack
-from .cells import uniform_parameter
+from ..tensor import Tensor, not_a_tensor
+from ..xp import broadcast_to, concatenate, split, stack
+from .cells import project_input, uniform_parameter
 from .layers import Embedding
 from .module import Module
 
@@ -295,6 +304,74 @@ class TreeNetwork(Module):
         roots = tuple(s[batch.root_rows] for s in stacked)
         return stacked[0][batch.output_rows], roots[0] if len(roots) == 1 else roots
 
+    def over_sequence(self, x):
+        """Read each sequence of a batch with the balanced binary tree over its positions.
+
+        The leaves are the inputs x_1 .. x_T; the inner nodes, without input of
+        their own, join two adjacent children each, as in :func:`balanced_tree`.
+        The tree has height ceil(log2 T), and each level runs as one batched
+        step for all its nodes and all B sequences, so T = 1000 takes 10 levels,
+        not 1000 steps. The result equals, in value and gradient, the general
+        evaluation ``self([balanced_tree(T, [x[t, b] for t in range(T)]) for b in range(B)])``
+        with its rows arranged by sequence.
+
+        Args: x, a Tensor (T, B, I) of inputs (or (T, B) token ids for a model built with vocab_size).
+        Returns: ``(output, state)``: output (2T - 1, B, H), the h of every node in the
+        post-order of ``balanced_tree(T)``; state, the roots' state as ``forward`` gives it,
+        h (B, H), or (h, c) for the Tree-LSTMs.
+
+        Example::
+
+            lstm = NaryTreeLSTM(2, 16)
+            output, (h, c) = lstm.over_sequence(tg.randn(256, 32, 2))    # 8 levels; h (32, 16)
+        """
+        name = f"{type(self).__name__}.over_sequence"
+        if self.arity is not None and self.arity < 2:
+            raise ValueError(f"{name}: the tree over a sequence has nodes of two children, but this model takes "
+                             f"at most {self.arity} (build it with arity >= 2)")
+        x = self._sequence_input(x, name)
+        steps, batch = x.shape[0], x.shape[1]
+        weights = self.recurrent_weights()
+        p = project_input(x, self.weight_ih, self.bias).reshape(steps * batch, self.weight_ih.shape[0])
+        frontier = self.compose(p, Level(0, steps * batch), None, weights)
+        h_by_level = [frontier[0]]
+        while frontier[0].shape[0] > batch:
+            nodes = frontier[0].shape[0] // batch
+            level = _Pairs(_pairs(nodes), batch)
+            new = self.compose(self._inner_projection(level.size, p), level, tuple([s] for s in frontier), weights)
+            h_by_level.append(new[0])
+            if 2 * level.size < frontier[0].shape[0]:      # the nodes left unpaired move up as they are
+                new = tuple(concatenate([n, s[2 * level.size:]], axis=0) for n, s in zip(new, frontier))
+            frontier = new
+        hidden = h_by_level[0].shape[1]
+        output = _join(h_by_level, 0).reshape(2 * steps - 1, batch, hidden)[_pairing(steps).post_order]
+        return output, frontier[0] if len(frontier) == 1 else frontier
+
+    def _sequence_input(self, x, name):
+        """(T, B, I) inputs from ``x``: checked, and looked up in the embedding for a model with vocab_size."""
+        if not isinstance(x, Tensor):
+            raise not_a_tensor(name, "input", x)
+        if self.embedding is not None:
+            if x.ndim != 2 or x.dtype.kind not in "iu":
+                raise ValueError(f"{name}: a model with vocab_size takes token ids of shape (seq, batch) and an "
+                                 f"integer dtype, got shape {x.shape} and dtype {x.dtype.name}")
+            x = self.embedding(x)
+        elif x.ndim != 3:
+            raise ValueError(f"{name}: input has {x.ndim} dims, expected 3 (seq, batch, feature)")
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"{name}: input has {x.shape[2]} features, expected input_size={self.input_size}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: input of shape {x.shape} has no time steps; expected at least one")
+        if x.dtype != self.weight_ih.dtype:
+            raise TypeError(f"{name}: input is {x.dtype.name} but the parameters are {self.weight_ih.dtype.name}; "
+                            "convert one of them so that they match")
+        return x
+
+    def _inner_projection(self, rows, like):
+        """(rows, gates*H): what an inner node, which has no input, gets in place of x W_ih^T + b: the bias."""
+        zeros = creation.zeros(rows, like.shape[1], dtype=like.dtype, device=like.device)
+        return zeros if self.bias is None else zeros + self.bias
+
     def _project(self, batch):
         """x W_ih^T + b for every node, one matmul for the batch, split into levels."""
         rows, x = self._inputs(batch)
@@ -504,3 +581,114 @@ class NaryTreeLSTM(TreeNetwork):
 def _check_arity(arity, name):
     if not isinstance(arity, numbers.Integral) or isinstance(arity, bool) or arity < 1:
         raise ValueError(f"{name}: arity must be a positive int, got {arity!r}")
+
+
+# ---------------------------------------------------------------- trees over sequences
+def balanced_tree(length, values=None):
+    """The balanced binary tree over the positions 0 .. length-1 of a sequence, as :meth:`TreeNetwork.over_sequence`
+    builds it: the leaves, left to right, hold ``values`` (the positions themselves when None), inner nodes
+    hold None. With d = ceil(log2 length), the first length - 2^(d-1) pairs of adjacent leaves are joined
+    and the other leaves move up unpaired, which leaves 2^(d-1) nodes; from there every level pairs all
+    its nodes. So the tree has height d and every leaf is at depth d or d - 1 (the complete binary tree).
+
+    Example::
+
+        balanced_tree(5)    # (((0 1) 2) (3 4)): leaves 0 and 1 at depth 3, the others at depth 2
+    """
+    if not isinstance(length, numbers.Integral) or isinstance(length, bool) or length < 1:
+        raise ValueError(f"balanced_tree: length must be a positive int, got {length!r}")
+    if values is None:
+        values = range(length)
+    elif len(values) != length:
+        raise ValueError(f"balanced_tree: got {len(values)} values for {length} leaves")
+    nodes = [Tree(v) for v in values]
+    for left, right in _pairing(length).children:
+        nodes.append(Tree(None, [nodes[left], nodes[right]]))
+    return nodes[-1]
+
+
+class _Pairing:
+    """The shape of ``balanced_tree(length)``, nodes numbered level by level (the leaves 0 .. length-1 first).
+
+    ``children[j]`` is the (left, right) pair of inner node length + j, ``depth[t]``
+    the number of inner nodes above leaf t (its gradient path to the root), and
+    ``post_order`` the node numbers in post-order, ``Tree.nodes()``'s order.
+    """
+
+    def __init__(self, length):
+        frontier, self.children = list(range(length)), []
+        while len(frontier) > 1:
+            paired = []
+            for k in range(0, 2 * _pairs(len(frontier)), 2):
+                self.children.append((frontier[k], frontier[k + 1]))
+                paired.append(length + len(self.children) - 1)
+            frontier = paired + frontier[len(paired) * 2:]
+        self.post_order, depth = [], np.zeros(2 * length - 1, dtype=np.int64)
+        stack = [(2 * length - 2, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded or node < length:
+                self.post_order.append(node)
+                continue
+            stack.append((node, True))
+            for child in reversed(self.children[node - length]):
+                depth[child] = depth[node] + 1
+                stack.append((child, False))
+        self.post_order = np.array(self.post_order, dtype=np.int64)
+        self.depth = depth[:length]
+
+
+def _pairs(nodes):
+    """How many pairs a level of ``nodes`` >= 2 nodes joins: as many as bring it down to a power of two."""
+    return nodes - 2 ** ((nodes - 1).bit_length() - 1)
+
+
+@functools.lru_cache(maxsize=32)
+def _pairing(length):
+    return _Pairing(length)
+
+
+def leaf_depths(length):
+    """(length,) ints: each leaf's depth in ``balanced_tree(length)``, the number of inner nodes its state
+    passes through to reach the root: ceil(log2 length) or one less; 0 for a tree of one leaf."""
+    if not isinstance(length, numbers.Integral) or isinstance(length, bool) or length < 1:
+        raise ValueError(f"leaf_depths: length must be a positive int, got {length!r}")
+    return _pairing(length).depth.copy()
+
+
+class _Pairs:
+    """One level of the tree over a sequence, as ``compose`` reads a :class:`Level`: ``pairs`` parents, parent
+    j joining nodes 2j and 2j+1 of the level below (the "frontier"), each node ``batch`` rows, one per sequence.
+
+    The frontier's rows are node-major (node n, sequence b at row n*batch + b), so the children of all
+    parents are its first 2*size rows in edge order (parent, side, sequence), and reshapes replace the
+    gathers and scatter-adds of a general tree.
+    """
+
+    def __init__(self, pairs, batch):
+        self.pairs, self.batch, self.size = pairs, batch, pairs * batch
+        self.edges = self
+
+    def child(self, k, states):
+        """(size, H): each parent's k-th child (0 left, 1 right; zeros for k >= 2)."""
+        frontier = states[-1]
+        width = frontier.shape[1]
+        if k >= 2:
+            return creation.zeros(self.size, width, dtype=frontier.dtype, device=frontier.device)
+        sides = frontier[:2 * self.size].reshape(self.pairs, 2, self.batch * width)
+        return sides[:, k].reshape(self.size, width)
+
+    def gather(self, states):
+        """(2*size, H): the children's states, left and right of each parent in turn."""
+        return states[-1][:2 * self.size]
+
+    def to_edges(self, x):
+        """(2*size, W): each parent's row of ``x`` (size, W), once for each of its two children."""
+        width = x.shape[1]
+        both = broadcast_to(x.reshape(self.pairs, 1, self.batch * width), (self.pairs, 2, self.batch * width))
+        return both.reshape(2 * self.size, width)
+
+    def to_parents(self, x):
+        """(size, W): the sum over each parent's two children of ``x`` (2*size, W)."""
+        width = x.shape[1]
+        return x.reshape(self.pairs, 2, self.batch * width).sum(axis=1).reshape(self.size, width)
