@@ -42,10 +42,11 @@ def recurrent_run(model, x, loss_fn, targets, options):
            "cells": [type(c).__name__ for c in cells]}
     saved = _save_grads(model)
     try:
+        loss.backward(retain_graph=options["graph"])      # kept for the graph's edge gradients, read after
+        record = telemetry.record(tr)
         run["graph"] = unrolled.collect(tr, loss, {key: {g: v[0] for g, v in found.items()}
                                                    for key, found in gates.items()},
                                         _outside_names(loss_fn)) if options["graph"] else None
-        record = telemetry.record(tr, loss)
     finally:
         _restore_grads(model, saved)
     run["gradients"] = gradient_data(record)

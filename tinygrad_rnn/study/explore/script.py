@@ -211,7 +211,7 @@ function graphPanel(body, run) {
   const members = {};
   g.nodes.forEach((n, i) => { const kk = key(n[3], n[4]); (members[kk] = members[kk] || []).push(i); });
   g.leaves.forEach((l, j) => { if (l[3] >= 0) { const kk = key(l[3], l[4]); (members[kk] = members[kk] || []).push(-1 - j); } });
-  const clusterOf = src => src >= 0 ? key(g.nodes[src][3], g.nodes[src][4]) : (g.leaves[-1 - src][2] ? "param:" + (-1 - src) : key(g.leaves[-1 - src][3], g.leaves[-1 - src][4]));
+  const clusterOf = end => end >= 0 ? key(g.nodes[end][3], g.nodes[end][4]) : (g.leaves[-1 - end][2] ? "param:" + (-1 - end) : key(g.leaves[-1 - end][3], g.leaves[-1 - end][4]));
   const inputsOf = {};
   g.edges.forEach(e => { (inputsOf[e[1]] = inputsOf[e[1]] || []).push(e[0]); });
   function levels(kk) {                 // longest path from the cluster's entries: its ops' columns
@@ -279,9 +279,9 @@ function graphPanel(body, run) {
     if (outsideOpen) place(outsideKey, outsideX, outsideY);
     const paramX = {};
     params.forEach(([l, j], i) => { paramX[j] = 130 + i * 150; pos[-1 - j] = [paramX[j], 30 + (i % 2) * 26]; });
-    const anchor = (src, to) => {      // where an edge from src (node or leaf) leaves
-      if (pos[src]) return pos[src];
-      const kk = clusterOf(src), b = box[kk];
+    const anchor = origin => {         // where an edge from a node or leaf leaves
+      if (pos[origin]) return pos[origin];
+      const kk = clusterOf(origin), b = box[kk];
       return b ? [b[0] + b[2], b[1] + b[3] / 2] : [0, 0];
     };
     const target = (i) => {

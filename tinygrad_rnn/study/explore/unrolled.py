@@ -4,10 +4,10 @@ cluster, and the gradient each edge carries.
 The clusters are those of :func:`tinygrad_rnn.study.graph.unrolled_graph`, given the
 trace's states; an edge's number is ||dL/dv||, the Frobenius norm of the gradient of
 the loss at the value v the edge carries (the value's gradient as a whole, as
-``graph.to_dot`` labels it), read with one ``tg.grad`` over all of them before the
-backward that the telemetry runs. An edge into a parameter's per-step alias
-theta_t = identity(theta) carries dL/dtheta_t, step t's share of the parameter's
-gradient, so the parameter can be drawn once with one coloured edge to every step.
+``graph.to_dot`` labels it), read with one ``tg.grad`` over all of them. An edge into a
+parameter's per-step alias theta_t = identity(theta) carries dL/dtheta_t, step t's share
+of the parameter's gradient, so the parameter can be drawn once with one coloured edge
+to every step.
 """
 import numpy as np
 
@@ -22,7 +22,8 @@ NO_CLUSTER = (-1, -1)
 
 
 def collect(trace, loss, gates=None, param_names=None):
-    """The graph panel's data for ``trace`` and the ``loss`` computed from it (before any backward).
+    """The graph panel's data for ``trace`` and the ``loss`` computed from it (its graph not freed:
+    before a backward, or after one with ``retain_graph=True``).
 
     Args:
         trace: a :class:`~tinygrad_rnn.study.tracing.Trace`.
