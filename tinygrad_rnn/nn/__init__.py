@@ -12,10 +12,12 @@ from .module import Module, ModuleList, Parameter, Sequential
 from .recurrent import GRU, LSTM, RNN, Recurrent, unroll
 from .seq2seq import Seq2Seq
 from .tree import ChildSumTreeLSTM, NaryTreeLSTM, RecursiveNN, Tree, TreeBatch, TreeNetwork
-from .variants import ClockworkRNNCell, CoupledLSTMCell, JordanCell, PeepholeLSTMCell
+from .teacher_forcing import Jordan, teacher_forced_unroll
+from .variants import ClockworkRNNCell, CoupledLSTMCell, ElmanJordanCell, JordanCell, PeepholeLSTMCell
 
 __all__ = ["Attention", "bptt", "ChildSumTreeLSTM", "ClockworkRNNCell", "CoupledLSTMCell", "CrossEntropyLoss",
-           "Dropout", "Embedding", "functional", "GatedCell", "GateLayout", "GRU", "GRUCell", "init", "JordanCell",
-           "Linear", "LSTM", "LSTMCell", "Module", "ModuleList", "MSELoss", "named", "NaryTreeLSTM", "Parameter",
-           "PeepholeLSTMCell", "Recurrent", "RecurrentCell", "RecursiveNN", "RNN", "RNNCell", "Seq2Seq", "Sequential",
-           "Tree", "TreeBatch", "TreeNetwork", "unroll", "utils"]
+           "Dropout", "ElmanJordanCell", "Embedding", "functional", "GatedCell", "GateLayout", "GRU", "GRUCell",
+           "init", "Jordan", "JordanCell", "Linear", "LSTM", "LSTMCell", "Module", "ModuleList", "MSELoss", "named",
+           "NaryTreeLSTM", "Parameter", "PeepholeLSTMCell", "Recurrent", "RecurrentCell", "RecursiveNN", "RNN",
+           "RNNCell", "Seq2Seq", "Sequential", "teacher_forced_unroll", "Tree", "TreeBatch", "TreeNetwork", "unroll",
+           "utils"]
