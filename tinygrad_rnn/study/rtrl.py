@@ -116,12 +116,7 @@ def _run_direction(cell, x, x_tangent, state, seeds, lengths, reverse, g_out, to
         where_from = backend.to_device(source[j], x.device)
         x_t = x[Tensor._make(where_from, False, None, 0), Tensor._make(rows, False, None, 0)].detach()
         t_x = None if x_tangent is None else x_tangent[:, where_from, rows]
-
-        def step(x_t, *args):
-            return cell.step(cell.project(x_t), _rebuild(state, args[:len(parts)]))
-
-        new, tangents = jvp(step, [x_t, *parts, *own], [t_x, *sensitivities, *own_seeds])
-        new_parts, new_sens = [p.detach() for p in _parts(new)], [t.data for t in _parts(tangents)]
+        new_parts, new_sens = rtrl_step(cell, x_t, parts, sensitivities, own, own_seeds, state, t_x)
         valid = None if lengths is None else backend.to_device(j < lengths, x.device)
         if valid is not None and not bool(valid.all()):
             new_parts = [Tensor._make(xp.where(valid[:, None], n.data, o.data), False, None, 0)
@@ -130,7 +125,7 @@ def _run_direction(cell, x, x_tangent, state, seeds, lengths, reverse, g_out, to
         parts, sensitivities = new_parts, new_sens
         with no_grad():
             out = cell.output(_rebuild(state, parts)).data
-        t_out = _output_tangent(cell, state, parts, sensitivities)
+        t_out = output_sensitivity(cell, state, parts, sensitivities)
         if valid is not None:
             out = xp.where(valid[:, None], out, 0)
             t_out = xp.where(valid[None, :, None], t_out, 0)
@@ -145,7 +140,23 @@ def _run_direction(cell, x, x_tangent, state, seeds, lengths, reverse, g_out, to
     return outputs, t_outputs, parts, sensitivities
 
 
-def _output_tangent(cell, like, parts, sensitivities):
+def rtrl_step(cell, x_t, parts, sensitivities, params, seeds, like, x_tangent=None):
+    """One step of RTRL: the new state parts s_t (detached Tensors) and their sensitivities
+    S_t = (dF/ds) S_{t-1} + dF/dtheta (arrays (P, B, ...)), by ONE jvp of the cell's step.
+
+    ``parts``: the state parts s_{t-1}; ``sensitivities``: S_{t-1}, one array per part;
+    ``params``: the parameters theta, with ``seeds`` their tangents (see :func:`parameter_tangents`);
+    ``like``: a state of the cell's structure (a Tensor or a tuple); ``x_tangent``: dx_t/dtheta
+    (P, B, I) when x_t depends on the parameters (a layer below), else None."""
+
+    def step(x_t, *args):
+        return cell.step(cell.project(x_t), _rebuild(like, args[:len(parts)]))
+
+    new, tangents = jvp(step, [x_t, *parts, *params], [x_tangent, *sensitivities, *seeds])
+    return [p.detach() for p in _parts(new)], [t.data for t in _parts(tangents)]
+
+
+def output_sensitivity(cell, like, parts, sensitivities):
     """The sensitivity of ``cell.output(state)``: its own jvp from the state's."""
     _, tangent = jvp(lambda *args: cell.output(_rebuild(like, args)), parts, sensitivities)
     return tangent.data
