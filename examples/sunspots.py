@@ -7,7 +7,7 @@ history before it. Baselines, computed here on the same years: persistence
 (next year = this year; RMSE 29.1 in the literature) and an AR(9) model fitted by
 least squares on the training years (RMSE 15.2).
 
-Run:  python examples/sunspots.py [--epochs 600] [--device cpu|cuda]
+Run:  python examples/sunspots.py [--epochs 600] [--device cpu|cuda] [--smoke]
 """
 import time
 
@@ -56,7 +56,10 @@ def main():
     p.add_argument("--epochs", type=int, default=600)
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--smoke", action="store_true", help="a few seconds: 5 epochs of 4 units, the same code path")
     args = p.parse_args()
+    if args.smoke:
+        args.epochs, args.hidden = 5, 4
     t0 = start(args, "sunspot forecasts")
     years, series = load()
     scale_mean, scale_std = series[years < TRAIN_END].mean(), series[years < TRAIN_END].std()
