@@ -7,14 +7,24 @@ sum). Gated cells learn to carry the two numbers across ~50 steps and drive
 the MSE far below that; a tanh RNN's gradient vanishes over that distance and
 it stays near the baseline.
 
-Run:  python examples/adding_problem.py [--steps 100] [--iterations 2500] [--device cpu|cuda]
+Besides the learning curves (adding_problem.png), the script writes one page,
+adding_problem.html (tinygrad_rnn.study.explore; open it in a browser), with each
+layer as initialised and after training: how far back the gradient of the
+last-step loss reaches, which input steps the output depends on, what the gates
+do, and how truncated BPTT would bias the gradient, before and after.
+
+Run:  python examples/adding_problem.py [--steps 100] [--iterations 2500] [--device cpu|cuda] [--smoke]
 """
+import os
 import time
 
 import numpy as np
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
+from tinygrad_rnn.study import explore
+from tinygrad_rnn.study.explore import combine
+from tinygrad_rnn.study.explore.tasks import LastStepMSE, last_step_targets
 from _common import parser, progress, pyplot, save_figure, start
 
 BASELINE = 1 / 6
@@ -46,9 +56,19 @@ class Regressor(nn.Module):
         return self.readout(out[-1])
 
 
-def train(name, layer, args):
+def look(name, model, args):
+    """The layer's run for the page, on four fixed sequences: the readout's MSE at the last step,
+    written as a sum over steps (a 0/1 weight per step in the targets), as study.explore needs."""
+    x, y = batch(np.random.default_rng(2024), args.steps, 4)
+    targets = last_step_targets(y, args.steps, device=args.device, dtype=tg.float32)
+    return explore(model.rnn, tg.tensor(x, device=args.device), LastStepMSE(model.readout), targets, name=name,
+                   title=f"Adding problem, T = {args.steps}: before and after training")
+
+
+def train(name, layer, args, pages):
     tg.manual_seed(args.seed)
     model = Regressor(layer, args.hidden, args.device)
+    pages.append(look(f"{name}, as initialised", model, args))
     opt = tg.optim.Adam(model.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed)
     curve = []
@@ -64,6 +84,7 @@ def train(name, layer, args):
     with tg.no_grad():
         test = tg.functional.mse_loss(model(tg.tensor(test_x, device=args.device)),
                                       tg.tensor(test_y, device=args.device)).item()
+    pages.append(look(f"{name}, trained", model, args))
     return curve, test
 
 
@@ -74,10 +95,14 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--smoke", action="store_true", help="a few seconds: T = 10, 20 iterations, the same code path")
     args = p.parse_args()
+    if args.smoke:
+        args.steps, args.iterations, args.batch, args.hidden = 10, 20, 8, 8
     t0 = start(args, f"adding problem, T = {args.steps}")
     layers = {"LSTM": nn.LSTM, "GRU": nn.GRU, "tanh RNN": nn.RNN}
-    results = {name: train(name, layer, args) for name, layer in layers.items()}
+    pages = []
+    results = {name: train(name, layer, args, pages) for name, layer in layers.items()}
 
     print(f"\nheld-out MSE on 1000 sequences (always answering 1: {BASELINE:.3f})")
     for name, (_, test) in results.items():
@@ -86,13 +111,16 @@ def main():
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, (curve, _) in results.items():
-        smooth = np.convolve(curve, np.ones(25) / 25, mode="valid")
+        smooth = np.convolve(curve, np.ones(min(25, len(curve))) / min(25, len(curve)), mode="valid")
         ax.plot(smooth, label=name)
     ax.axhline(BASELINE, color="gray", linestyle="--", label="always 1 (0.167)")
     ax.set(yscale="log", xlabel="iteration", ylabel="training MSE (moving average)",
            title=f"Adding problem, T = {args.steps}")
     ax.legend()
     save_figure(fig, args, "adding_problem.png")
+    path = combine(*pages).save(os.path.join(args.out, "adding_problem.html"))
+    print(f"page saved to {path} ({os.path.getsize(path) / 1e6:.2f} MB): open it in a browser; each layer as "
+          "initialised and trained")
     print(f"done in {time.perf_counter() - t0:.0f} s")
 
 

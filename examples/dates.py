@@ -10,16 +10,22 @@ characters with a bidirectional GRU and writes characters with a GRU decoder
 that attends to the source (Bahdanau et al. 2015); the score is exact match on
 held-out dates, and a heatmap shows where the decoder looked.
 
-Run:  python examples/dates.py [--steps 1500] [--device cpu|cuda]
+It also writes one page, dates.html (tinygrad_rnn.study.explore; open it in a
+browser): for a few held-out dates, the attention maps of the greedy and the
+beam-search output, and the beam search itself as a tree of hypotheses.
+
+Run:  python examples/dates.py [--steps 1500] [--device cpu|cuda] [--smoke]
 """
 import datetime
+import os
 import time
 
 import numpy as np
 
 from tinygrad_rnn import nn
+from tinygrad_rnn.study import explore
 from _common import parser, pyplot, require, save_figure, start
-from _seq import Vocab, exact_match, train
+from _seq import Vocab, batch, exact_match, train
 
 LOCALES = ("en_US", "en_GB", "fr_FR", "de_DE", "es_ES", "it_IT", "pt_BR", "nl_NL")
 STYLES = ("short", "medium", "long", "full")
@@ -58,6 +64,17 @@ def plot_attention(examples, args):
     return save_figure(fig, args, "dates_attention.png")
 
 
+def write_page(model, pairs, src_vocab, tgt_vocab, args):
+    """The browser page: attention maps and the beam tree of a few held-out dates."""
+    src, lengths, _, _ = batch(pairs, src_vocab, tgt_vocab, args.device)
+    report = explore(model, src, lengths=lengths, beam_size=4, max_len=12, examples=len(pairs),
+                     src_labels=src_vocab.chars, tgt_labels=tgt_vocab.chars, name="dates seq2seq",
+                     title="Dates to ISO 8601: attention and beam search")
+    path = report.save(os.path.join(args.out, "dates.html"))
+    print(f"page saved to {path} ({os.path.getsize(path) / 1e6:.2f} MB): open it in a browser")
+    return path
+
+
 def main():
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=1500, help="training steps (batches)")
@@ -66,7 +83,10 @@ def main():
     p.add_argument("--train-size", type=int, default=20000)
     p.add_argument("--test-size", type=int, default=2000)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--smoke", action="store_true", help="a few seconds: 30 steps on 300 pairs, the same code path")
     args = p.parse_args()
+    if args.smoke:
+        args.steps, args.batch, args.hidden, args.train_size, args.test_size = 30, 16, 16, 300, 40
     t0 = start(args, "dates -> ISO 8601 with attention")
     rng = np.random.default_rng(args.seed)
     train_pairs, test = dataset(rng, args.train_size, args.test_size)
@@ -88,6 +108,7 @@ def main():
     if wrong:
         print(f"{len(wrong)} mistakes, e.g. " + "; ".join(f"{s!r} -> {g} (want {t})" for s, t, g, _ in wrong[:3]))
     plot_attention(examples[:3], args)
+    write_page(model, test[:4], src_vocab, tgt_vocab, args)
     print(f"done in {time.perf_counter() - t0:.0f} s")
 
 

@@ -55,11 +55,16 @@ The figures (saved in examples/out/):
    installed): the graph of a 5-step unroll of a small composed cell, one
    cluster per time step, the state edges labelled and coloured by ||dL/dh_t||.
 
+And one page, vanishing.html (tinygrad_rnn.study.explore: open it in a browser,
+no server needed), with the five cells side by side for the last-step loss: the
+unrolled graph step by step, the backward pass animated, the connectivity map,
+the Jacobian spectra, the gates, truncated BPTT and BPTT against RTRL.
+
 Everything runs in float64, so a gradient that has shrunk by 1e-25 is still a
 number and the ratios printed are not rounding noise.
 
 Run:  python examples/study_vanishing.py [--steps 100] [--hidden 32] [--gain 1.0] [--forget-bias 1.0]
-                                         [--device cpu|cuda]
+                                         [--device cpu|cuda] [--smoke]
 """
 import os
 import time
@@ -69,7 +74,9 @@ import numpy as np
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
-from tinygrad_rnn.study import graph, jacobians, telemetry, truncation
+from tinygrad_rnn.study import explore, graph, jacobians, telemetry, truncation
+from tinygrad_rnn.study.explore import combine
+from tinygrad_rnn.study.explore.tasks import LastStepMSE, last_step_targets
 from tinygrad_rnn.study.tracing import trace
 from _common import parser, progress, pyplot, save_figure, start
 from adding_problem import batch as adding_batch
@@ -153,7 +160,15 @@ def study(name, args, x, y, running):
     readout = nn.Linear(args.hidden, 1, device=args.device, dtype=F64)
     record, keep = gradient_through_time(cell, readout, x, y)
     return {"telemetry": record, "keep": keep, "spectra": spectra(cell, x, args), "radius": spectral_radius(cell),
-            "truncation": truncation_bias(cell, readout, x, running)}
+            "truncation": truncation_bias(cell, readout, x, running), "page": page(name, cell, readout, x, y, args)}
+
+
+def page(name, cell, readout, x, y, args):
+    """The cell's run for the browser page: the same last-step MSE, written as a sum over steps
+    (a 0/1 weight per step in the targets), as study.explore and its truncation panel need."""
+    targets = last_step_targets(y.numpy(), args.steps, device=args.device, dtype=F64)
+    return explore(cell, x, LastStepMSE(readout), targets, name=name, rows=args.jacobian_batch,
+                   title=f"Vanishing and exploding gradients: five cells, adding problem, T = {args.steps}")
 
 
 # ------------------------------------------------------------------ numbers
@@ -323,7 +338,10 @@ def main():
     p.add_argument("--jacobian-batch", type=int, default=4, help="sequences whose Jacobians are measured")
     p.add_argument("--gain", type=float, default=1.0, help="scale of W_hh for the orthogonal and IRNN cells")
     p.add_argument("--forget-bias", type=float, default=1.0, help="the LSTM's forget-gate bias")
+    p.add_argument("--smoke", action="store_true", help="a few seconds: T = 8, H = 4, the same code path")
     args = p.parse_args()
+    if args.smoke:
+        args.steps, args.hidden, args.batch, args.jacobian_batch = 8, 4, 2, 2
     t0 = start(args, f"vanishing and exploding gradients, T = {args.steps}, H = {args.hidden}")
     x, y, running = data(args)
     results = {name: study(name, args, x, y, running) for name in progress(BUILDERS, desc="models")}
@@ -334,6 +352,9 @@ def main():
     plot_gradients(results, args, plt)
     plot_spectra(results, args, plt)
     plot_truncation(results, args, plt)
+    path = combine(*(r["page"] for r in results.values())).save(os.path.join(args.out, "vanishing.html"))
+    print(f"page saved to {path} ({os.path.getsize(path) / 1e6:.2f} MB): open it in a browser\n"
+          "  shows: the five cells on one page; pick one at the top, press play to watch the backward pass")
 
     tg.manual_seed(args.seed)
     graph_view("rnn", nn.RNNCell(2, 3, fused=False, device=args.device, dtype=F64), args)

@@ -12,6 +12,7 @@ const DATA = JSON.parse(document.getElementById("explore-data").textContent);
 const ERRORS = [];
 const RENDERED = [];
 window.addEventListener("error", e => { ERRORS.push("script: " + e.message); report(); });
+const QUERY = new URLSearchParams(location.search);   // ?run=1&open=0,5&play: what to show first
 let current = 0, timer = null;
 
 // ---------------------------------------------------------------- small helpers
@@ -45,6 +46,13 @@ function ticks(d0, d1, log, count) {
     const every = Math.max(1, Math.ceil((hi - lo) / (count || 6)));
     const out = [];
     for (let e = lo; e <= hi; e += every) { const v = Math.pow(10, e); if (v >= d0 * 0.999 && v <= d1 * 1.001) out.push(v); }
+    if (out.length < 3) {           // less than two decades: 1, 2, 5 times each power of ten
+      out.length = 0;
+      for (let e = lo - 1; e <= hi; e++) for (const m of [1, 2, 5]) {
+        const v = m * Math.pow(10, e);
+        if (v >= d0 * 0.999 && v <= d1 * 1.001) out.push(v);
+      }
+    }
     return out.length ? out : [d0, d1];
   }
   const span = d1 - d0, raw = span / (count || 6), mag = Math.pow(10, Math.floor(Math.log10(raw || 1)));
@@ -53,7 +61,11 @@ function ticks(d0, d1, log, count) {
   for (let v = Math.ceil(d0 / step) * step; v <= d1 + step * 1e-9; v += step) out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
   return out;
 }
-function tickText(v, log) { return log ? ("1e" + Math.round(Math.log10(v))) : fmt(v); }
+function tickText(v, log) {
+  if (!log) return fmt(v);
+  const e = Math.floor(Math.log10(v) + 1e-9), m = Math.round(v / Math.pow(10, e));
+  return (e >= -2 && e <= 3) ? fmt(v) : (m === 1 ? "" : m + "\u00d7") + "1e" + e;
+}
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
 function heat(where) {            // 0 -> blue, 1 -> red (as study.graph's DOT colours)
   const h = 0.66 * (1 - Math.max(0, Math.min(1, where)));
@@ -191,12 +203,12 @@ function heatmap(body, matrix, o) {
 }
 
 // ---------------------------------------------------------------- the unrolled graph
-const STEP_W = 30, STEP_GAP = 12, LEVEL_W = 86, OP_H = 24, OP_W = 74;
+const STEP_W = 30, STEP_GAP = 12, LEVEL_W = 86, OP_H = 24, OP_W = 74, BUS_GAP = 17, FIRST_X = 150;
 function graphPanel(body, run) {
   const g = run.graph;
   if (!g) { leftOut(body, {left_out: "the graph panel was turned off (graph=False)"}); return; }
   const T = run.steps, K = run.layers.length;
-  const open = new Set();
+  const open = new Set((QUERY.get("open") || "").split(",").filter(v => v !== "" && Number(v) < T).map(v => "0:" + Number(v)));
   const holder = document.createElement("div");
   const controls = document.createElement("div");
   controls.className = "controls";
@@ -227,9 +239,9 @@ function graphPanel(body, run) {
   }
   function draw() {
     const params = g.leaves.map((l, j) => [l, j]).filter(([l]) => l[2]);
-    const top = 40 + params.length * 0 + 70, rowH = {}, rowY = {};
+    const top = 40 + params.length * BUS_GAP + 24, rowH = {}, rowY = {};
     const colX = {}, colW = {}, lv = {};
-    let x = 120;
+    let x = FIRST_X;
     for (let t = 0; t < T; t++) {
       colX[t] = x;
       let width = STEP_W;
@@ -277,15 +289,15 @@ function graphPanel(body, run) {
     }
     box[outsideKey] = [outsideX, outsideY, outsideW, outsideOpen ? H - outsideY - 20 : outsideH];
     if (outsideOpen) place(outsideKey, outsideX, outsideY);
-    const paramX = {};
-    params.forEach(([l, j], i) => { paramX[j] = 130 + i * 150; pos[-1 - j] = [paramX[j], 30 + (i % 2) * 26]; });
+    const busOf = {};                 // parameter leaf -> its row: drawn once, with a bus along the steps
+    params.forEach(([l, j], i) => { busOf[j] = i; pos[-1 - j] = [74, 30 + i * BUS_GAP]; });
     const anchor = origin => {         // where an edge from a node or leaf leaves
-      if (pos[origin]) return pos[origin];
+      if (pos[origin]) return origin >= 0 ? [pos[origin][0] + OP_W / 2, pos[origin][1]] : pos[origin];
       const kk = clusterOf(origin), b = box[kk];
       return b ? [b[0] + b[2], b[1] + b[3] / 2] : [0, 0];
     };
     const target = (i) => {
-      if (pos[i]) return pos[i];
+      if (pos[i]) return [pos[i][0] - OP_W / 2, pos[i][1]];
       const b = box[clusterOf(i)];
       return b ? [b[0], b[1] + b[3] / 2] : [0, 0];
     };
@@ -311,17 +323,22 @@ function graphPanel(body, run) {
       if (finite(n) && (grp.n === null || n > grp.n)) grp.n = n;
     });
     let edges = "";
+    const busEnd = {};
     for (const grp of Object.values(groups)) {
       const [x1, y1] = anchor(grp.s), [x2, y2] = target(grp.d);
       const fromParam = grp.s < 0 && g.leaves[-1 - grp.s][2];
       const mx = (x1 + x2) / 2;
-      const path = fromParam ? "M" + x1 + "," + (y1 + 8) + " C" + x1 + "," + (y2 - 40) + " " + x2 + "," + (y1 + 40) + " " + x2 + "," + (pos[grp.d] ? y2 : box[clusterOf(grp.d)][1])
-                             : "M" + x1 + "," + y1 + " C" + mx + "," + y1 + " " + mx + "," + y2 + " " + x2 + "," + y2;
+      let path = "M" + x1 + "," + y1 + " C" + mx + "," + y1 + " " + mx + "," + y2 + " " + x2 + "," + y2;
+      if (fromParam) {                  // a drop from the parameter's bus into the step (or op) that uses it
+        const i = busOf[-1 - grp.s], b = box[clusterOf(grp.d)];
+        const dx = pos[grp.d] ? pos[grp.d][0] : b[0] + 3 + i * (b[2] - 6) / Math.max(1, params.length - 1);
+        path = "M" + dx + "," + y1 + " L" + dx + "," + (pos[grp.d] ? y2 - OP_H / 2 : b[1]);
+        busEnd[i] = Math.max(busEnd[i] || 0, dx);
+      }
       const crossing = !fromParam && grp.s >= 0 && crossesCut(grp.s, grp.d);
       edges += '<path d="' + path + '" fill="none" stroke="' + colourOf(grp.n) + '" stroke-width="' + (fromParam ? 0.9 : 1.6) + '" opacity="' + (fromParam ? 0.55 : 0.9) + '"' +
         (crossing ? ' stroke-dasharray="4 3"' : "") + "><title>" + (grp.count > 1 ? grp.count + " edges, largest " : "") + "||dL/dv|| = " + fmt(grp.n) + (crossing ? " (cut by truncation)" : "") + "</title></path>";
     }
-    svg += edges;
     function crossesCut(s, d) {
       const cuts = (marks.truncate || []);
       const ts = g.nodes[s][4], td = d >= 0 ? g.nodes[d][4] : -1;
@@ -336,18 +353,24 @@ function graphPanel(body, run) {
     svg += '<rect class="step' + (outsideOpen ? " open" : "") + '" data-key="' + outsideKey + '" x="' + ob[0] + '" y="' + ob[1] + '" width="' + ob[2] + '" height="' + ob[3] + '" rx="4"><title>outside the steps: ' +
       (members[outsideKey] || []).length + " ops (loss, readout, stacking)</title></rect>" +
       '<text x="' + (ob[0] + 4) + '" y="' + (ob[1] - 4) + '">loss</text>';
+    params.forEach(([l, j], i) => {
+      const y = 30 + i * BUS_GAP;
+      svg += '<line x1="140" x2="' + (busEnd[i] || 140) + '" y1="' + y + '" y2="' + y + '" stroke="#c9b871" stroke-width="1"/>';
+    });
+    svg += edges;                       // over the boxes, under the ops
     for (const [i, p] of Object.entries(pos)) {
       const idx = Number(i);
       if (idx >= 0) {
-        const n = g.nodes[idx], label = n[1] ? n[0] + " " + n[1] : n[0];
+        const n = g.nodes[idx], full = n[1] ? n[0] + " " + n[1] : n[0];
+        const label = n[1] ? (n[0] === "Identity" ? n[1] : n[0].replace("Sigmoid", "\u03c3") + " " + n[1]) : n[0];
         const root = g.roots.includes(idx);
         svg += '<g><rect class="op" x="' + (p[0] - OP_W / 2) + '" y="' + (p[1] - OP_H / 2) + '" width="' + OP_W + '" height="' + OP_H + '" rx="3"' + (root ? ' stroke-width="2.5"' : "") + "/>" +
           '<text x="' + p[0] + '" y="' + (p[1] + 4) + '" text-anchor="middle">' + esc(label.length > 13 ? label.slice(0, 12) + "." : label) + "</text><title>" +
-          esc(label + "\nshape " + JSON.stringify(n[2])) + "</title></g>";
+          esc(full + "\nshape " + JSON.stringify(n[2])) + "</title></g>";
       } else {
         const l = g.leaves[-1 - idx];
         const cls = l[2] ? "param" : "input";
-        svg += '<g><ellipse class="' + cls + '" cx="' + p[0] + '" cy="' + p[1] + '" rx="' + (l[2] ? 66 : 32) + '" ry="11"/><text x="' + p[0] + '" y="' + (p[1] + 4) + '" text-anchor="middle">' +
+        svg += '<g><ellipse class="' + cls + '" cx="' + p[0] + '" cy="' + p[1] + '" rx="' + (l[2] ? 66 : 32) + '" ry="' + (l[2] ? 8 : 11) + '"/><text x="' + p[0] + '" y="' + (p[1] + 4) + '" text-anchor="middle">' +
           esc(l[0].length > 20 ? l[0].slice(0, 19) + "." : l[0]) + "</text><title>" + esc(l[0] + " " + JSON.stringify(l[1]) + (l[2] ? "\n||dL/dθ|| = " + fmt(l[5]) : "")) + "</title></g>";
       }
     }
@@ -410,6 +433,7 @@ function gradientsPanel(body, run) {
     }
     if (act === "all") { own.forEach(p => p.style.clipPath = ""); overlay.innerHTML = ""; where.textContent = ""; if (graphPanel.highlight) graphPanel.highlight(-1); }
   });
+  if (QUERY.get("play") !== null) controls.querySelector('[data-act="play"]').click();
   const contrib = Object.entries(gr.contributions).map(([name, y], i) => ({name, x: t, y, color: PALETTE[(i + 2) % PALETTE.length], width: 1.4}));
   if (contrib.length) linePlot(body, contrib, {width: 860, height: 230, logY: true, xLabel: "time step t", yLabel: "||dL/dθ_t||", title: "each step's share of each parameter's gradient", xDomain: [0, Math.max(T - 1, 1)]});
 }
@@ -604,7 +628,7 @@ function show(index) {
     runs.appendChild(b);
   });
   if (!DATA.runs.length) { ERRORS.push("the page holds no run"); report(); return; }
-  const wanted = new URLSearchParams(location.search).get("run");
+  const wanted = QUERY.get("run");
   show(wanted !== null && DATA.runs[Number(wanted)] ? Number(wanted) : 0);
 })();
 """
