@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -199,7 +200,7 @@ def render(page, tmp_path, run, screenshot=None):
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
              f"--user-data-dir={profile}", "--window-size=1280,3600"]
-    url = f"file://{page}?run={run}"
+    url = f"file://{page}?run={run}&open=0,1&play"        # steps 0 and 1 open, the backward pass playing
     if screenshot:
         subprocess.run(flags + [f"--screenshot={screenshot}", url], capture_output=True, timeout=60)
     proc = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=60)
@@ -228,10 +229,13 @@ def test_every_panel_renders_in_chromium(lstm_report, tmp_path):
         for panel in expected:
             body = re.search(rf'id="panel-{panel}".*?<div class="body">(.*?)</section>', dom, re.S).group(1)
             assert "<svg" in body or "<canvas" in body or "<table" in body, f"run {run}: {panel} is empty"
+        if expected is RECURRENT_PANELS:
+            assert dom.count('class="step open"') == 2, f"run {run}: steps 0 and 1 did not open into their ops"
+            assert "backward pass at step" in dom, f"run {run}: the backward pass did not start"
     assert screenshot.is_file() and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-# ------------------------------------------------------------------ the command and bad input
+# ------------------------------------------------------------------ the command, an example and bad input
 def test_command_writes_a_page_before_and_after_training(tmp_path, capsys):
     out = tmp_path / "bptt.html"
     assert explore_main(["--cell", "gru", "--steps", "6", "--hidden", "3", "--batch", "2", "--train", "2",
@@ -240,6 +244,19 @@ def test_command_writes_a_page_before_and_after_training(tmp_path, capsys):
     data = json.loads(re.search(r'id="explore-data">(.*?)</script>', text, re.S).group(1))
     assert [r["name"] for r in data["runs"]] == ["gru, as initialised", "gru, after 2 batches"]
     assert "wrote" in capsys.readouterr().out
+
+
+def test_adding_problem_smoke_writes_its_page(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("tqdm")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, os.path.join(root, "examples", "adding_problem.py"), "--smoke", "--out",
+                           str(tmp_path)], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (tmp_path / "adding_problem.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r'id="explore-data">(.*?)</script>', text, re.S).group(1))
+    assert [r["name"] for r in data["runs"]] == [f"{m}, {when}" for m in ("LSTM", "GRU", "tanh RNN")
+                                                 for when in ("as initialised", "trained")]
 
 
 @pytest.mark.parametrize("call, error", [
