@@ -14,7 +14,7 @@ one matmul, dL/dW_hh in one matmul over all steps).
 """
 from .. import backend, creation
 from .cells import GatedCell, GateLayout, project_input
-from .kernels import half_sigmoid_rows, input_grads, projection
+from .kernels import context_of, half_sigmoid_rows, input_grads, needs_context, projection
 from .trace_scan import Kernel, carry, mask_outputs, masked_steps, named, step_mask
 
 GATES = GateLayout(r="sigmoid", z="sigmoid", n="tanh")
@@ -30,6 +30,8 @@ class GRUKernel(Kernel):
 
     The input side gets [dz_r, dz_z, dp_n], the recurrent side [dz_r, dz_z, dq]."""
 
+    takes_context = True        # a projected context among its parameters is added at every step
+
     @staticmethod
     def forward(ctx, cell, x, parts, params, valid):
         h0, = parts
@@ -41,7 +43,7 @@ class GRUKernel(Kernel):
         if b is None:
             b = xp.zeros(3 * n, x.dtype)
         scale = half_sigmoid_rows(xp, GATES, n, x.dtype)
-        p = projection(xp, x, w_ih, b_ih, scale)
+        p = projection(xp, x, w_ih, b_ih, scale, context_of(params))
         acts = xp.empty((steps, batch, 4 * n), x.dtype)       # r | z | n | q of every step
         hs = xp.empty((steps + 1, batch, n), x.dtype)
         hs[0] = h0
@@ -107,7 +109,7 @@ class GRUKernel(Kernel):
         del coef_n, coef_r, coef_z
         dp = d_gh.copy()                                     # the input side: [dz_r, dz_z, dp_n]
         dp[..., 2 * n:] = d_pn
-        grads = input_grads(dp, x, w_ih, need_x, need_params["weight_ih"])
+        grads = input_grads(dp, x, w_ih, need_x, need_params["weight_ih"], needs_context(need_params))
         if need_params["bias_ih"]:
             grads["bias_ih"] = dp.reshape(-1, 3 * n).sum(axis=0)
         if need_params["weight_hh"]:

@@ -19,7 +19,7 @@ shows what it still pays over the traced step.
 """
 from .. import backend
 from .cells import GatedCell, GateLayout
-from .kernels import derivative_times, half_sigmoid_rows, input_grads, projection
+from .kernels import context_of, derivative_times, half_sigmoid_rows, input_grads, needs_context, projection
 from .trace_scan import Kernel, carry, mask_outputs, masked_steps, step_mask
 
 GATES = GateLayout(i="sigmoid", f="sigmoid", g="tanh", o="sigmoid")
@@ -41,6 +41,8 @@ class LSTMKernel(Kernel):
     3x more at T = 10,000 than at T = 100); dL/dW_hh, dL/dW_ih and dL/dx are one matmul
     each over all T*B rows."""
 
+    takes_context = True        # a projected context among its parameters is added at every step
+
     @staticmethod
     def forward(ctx, cell, x, parts, params, valid):
         h0, c0 = parts
@@ -52,7 +54,7 @@ class LSTMKernel(Kernel):
         i, f, g, o = (GATES.rows(name, n) for name in GATES.names)
         scale = half_sigmoid_rows(xp, GATES, n, x.dtype)
         shift = 1 - scale                                      # 0.5 on sigmoid rows, 0 on g
-        acts = projection(xp, x, w_ih, bias, scale)            # becomes the activated gates of every step
+        acts = projection(xp, x, w_ih, bias, scale, context_of(params))   # becomes the activated gates
         hs = xp.empty((steps + 1, batch, n), x.dtype)
         cs = xp.empty((steps + 1, batch, n), x.dtype)
         hs[0], cs[0] = h0, c0
@@ -115,7 +117,7 @@ class LSTMKernel(Kernel):
                 else:
                     xp.matmul(dz, w, out=dh)
         dz_all = dz_all.reshape(steps, batch, width)
-        grads = input_grads(dz_all, x, w_ih, need_x, need_params["weight_ih"])
+        grads = input_grads(dz_all, x, w_ih, need_x, need_params["weight_ih"], needs_context(need_params))
         if need_params["weight_hh"]:
             grads["weight_hh"] = dz_all.reshape(-1, width).T @ hs[:-1].reshape(-1, n)
         if need_params["bias_ih"] or need_params["bias_hh"]:

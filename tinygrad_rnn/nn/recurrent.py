@@ -9,6 +9,10 @@ with PyTorch's cells, arguments and parameter names.
 Variable lengths follow PyTorch's packed sequences without packing: past a row's
 length its state stops changing and its outputs are exactly zero; the reverse
 direction starts at each row's own last valid step.
+
+A layer built with ``context_size=C`` is conditioned on a vector c (B, C) given as
+``context=`` at every call: c W_ctx^T is added to every step's projected input, in every
+layer and direction (:mod:`tinygrad_rnn.nn.context`).
 """
 import warnings
 
@@ -18,7 +22,8 @@ from .. import backend, creation
 from .. import functional as F
 from ..tensor import Tensor, not_a_tensor
 from ..xp import concatenate, stack, unbind, where
-from .cells import RecurrentCell, check_size, check_state
+from .cells import RecurrentCell, check_size, check_state, uniform_parameter
+from .context import ContextCell, check_context, projected_width
 from .gru import GRUCell
 from .lstm import LSTMCell
 from .rnn import RNNCell
@@ -109,11 +114,25 @@ class Recurrent(Module):
         one whole-sequence node per layer and direction; slower, for stepping through a
         cell in a debugger; the attribute may be changed later).
 
+        context_size=None (C: the layer is conditioned on a vector c (B, C) given as ``context=``
+        at every call; see below).
+
     Each cell parameter ``name`` is registered as ``{name}_l{k}`` (``_reverse`` added for
     the backward direction), PyTorch's naming, so state dicts carry over.
 
+    Conditioning on a vector (Goodfellow et al. 2016 §10.2.4; :mod:`tinygrad_rnn.nn.context`):
+    with ``context_size=C`` every layer k and direction owns ``weight_context_l{k}`` (P, C) (P the
+    width of the cell's projected input, G*H for a gated cell; U(-1/sqrt(H), 1/sqrt(H))), and
+    ``c W_ctx^T`` is added to every step's projected input: the same as concatenating c onto
+    every input x_t of a layer of input size I+C (or D*H+C) whose extra weight columns are
+    W_ctx, computed with one (B, C) x (C, P) matmul per call instead. The context feeds every
+    layer, not only the first, so that each layer sees c directly rather than through the
+    state of the layer below. As the initial state, c goes through ``hx`` (see
+    :class:`~tinygrad_rnn.nn.InitialState`); both ways at once is giving both.
+
     Inputs: ``input``, ``hx`` (the initial state: each part (num_layers*D, B, H), or None for
-    the cells' initial states), ``lengths`` (optional B ints, as for :class:`LSTM`).
+    the cells' initial states), ``lengths`` (optional B ints, as for :class:`LSTM`), ``context``
+    ((B, C), or (C,) for an unbatched input; required exactly when built with context_size).
     Outputs: ``(output, final state)``.
     Shape: input (T, B, I) (or (B, T, I) with batch_first, or (T, I) unbatched) ->
     output (T, B, D*out) and the final state, each part (num_layers*D, B, H).
@@ -125,7 +144,7 @@ class Recurrent(Module):
     """
 
     def __init__(self, make_cell, input_size, hidden_size, num_layers=1, bidirectional=False, dropout=0.0,
-                 batch_first=False, per_step=False):
+                 batch_first=False, per_step=False, *, context_size=None):
         name = type(self).__name__
         input_size = check_size(name, "input_size", input_size)
         hidden_size = check_size(name, "hidden_size", hidden_size)
@@ -138,6 +157,7 @@ class Recurrent(Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bidirectional, self.dropout, self.batch_first = bidirectional, dropout, batch_first
         self.per_step = per_step
+        self.context_size = None if context_size is None else check_size(name, "context_size", context_size)
         self._cells = []
         size = input_size
         for k in range(num_layers):
@@ -146,11 +166,31 @@ class Recurrent(Module):
                 cell = make_cell(size, hidden_size)
                 if not isinstance(cell, RecurrentCell):
                     raise TypeError(f"make_cell must return a RecurrentCell, got {type(cell).__name__}")
-                for name, p in cell.named_parameters():
-                    setattr(self, f"{name.replace('.', '_')}_l{k}{suffix}", p)
+                for pname, p in cell.named_parameters():
+                    setattr(self, f"{pname.replace('.', '_')}_l{k}{suffix}", p)
+                if self.context_size is not None:
+                    own = f"weight_context_l{k}{suffix}"
+                    if own in vars(self):
+                        raise ValueError(f"{name}: the cell has a parameter weight_context, the name of the "
+                                         "layer's context weight; rename it to use context_size")
+                    setattr(self, own, self._context_weight(cell, size, name))
                 layer.append(cell)
             self._cells.append(layer)
             size = getattr(layer[0], "output_size", hidden_size) * self.directions
+
+    def _context_weight(self, cell, input_size, owner):
+        """A new W_ctx (P, C) for ``cell``, on its parameters' device and dtype."""
+        like = next(iter(cell.parameters()), None)
+        device, dtype = (like.device, like.dtype) if like is not None else (None, None)
+        width = projected_width(cell, input_size, owner)
+        return uniform_parameter((width, self.context_size), self.hidden_size, device, dtype)
+
+    def context_weights(self):
+        """The context weights W_ctx, layer by layer, forward direction first (empty without context_size)."""
+        if self.context_size is None:
+            return []
+        return [getattr(self, f"weight_context_l{k}{suffix}") for k in range(self.num_layers)
+                for suffix in ("", "_reverse")[:self.directions]]
 
     @property
     def directions(self):
@@ -168,34 +208,41 @@ class Recurrent(Module):
 
     def extra_repr(self):
         options = [f"{self.input_size}, {self.hidden_size}"]
-        for key, default in (("num_layers", 1), ("bidirectional", False), ("dropout", 0.0), ("batch_first", False)):
+        for key, default in (("num_layers", 1), ("bidirectional", False), ("dropout", 0.0), ("batch_first", False),
+                             ("context_size", None)):
             if getattr(self, key) != default:
                 options.append(f"{key}={getattr(self, key)}")
         return ", ".join(options)
 
-    def forward(self, input, hx=None, lengths=None):
+    def forward(self, input, hx=None, lengths=None, context=None):
         name = type(self).__name__
         x, unbatched = self._check_input(input, name)
+        context = check_context(name, context, self.context_size, x, unbatched)
         if unbatched:
             hx = None if hx is None else _map(hx, lambda s: s.unsqueeze(1))
         lengths = check_lengths(lengths, x.shape[0], x.shape[1], name)
-        output, h_n = self.time_major(x, hx, lengths)
+        output, h_n = self.time_major(x, hx, lengths, context)
         if unbatched:
             return output.squeeze(1), _map(h_n, lambda s: s.squeeze(1))
         return (output.swapaxes(0, 1) if self.batch_first else output), h_n
 
-    def time_major(self, x, hx=None, lengths=None):
+    def time_major(self, x, hx=None, lengths=None, context=None):
         """The layers on x (T, B, I) time-major whatever ``batch_first``: (output (T, B, D*out),
         h_n). ``lengths`` may hold zeros here: those rows keep their initial state throughout.
-        An empty batch (B = 0) gives empty outputs, as in PyTorch."""
+        ``context`` (B, C) when the layer has a context_size. An empty batch (B = 0) gives empty
+        outputs, as in PyTorch."""
         lengths = check_lengths(lengths, x.shape[0], x.shape[1], type(self).__name__, minimum=0)
         initial = self._split_state(hx, x, type(self).__name__)
+        context = check_context(type(self).__name__, context, self.context_size, x)
         if x.shape[1] == 0:
             return self._empty(x, initial)
+        weights_ch = iter(self.context_weights())
         layer_input, finals = x, []
         for k, layer in enumerate(self._cells):
             outs = []
             for d, cell in enumerate(layer):
+                if context is not None:                 # c W_ctx^T, once per call, added at every step
+                    cell = ContextCell(cell, context @ next(weights_ch).T)
                 out, final = unroll(cell, layer_input, initial[k * self.directions + d], lengths, reverse=d == 1,
                                     per_step=self.per_step)
                 outs.append(out)
@@ -277,17 +324,22 @@ _LAYER_DOC = """{title}, PyTorch's ``nn.{name}``, with its equations, gate order
         batch_first: input and output are (B, T, ...) instead of (T, B, ...) (h_n is not).
         dropout: dropout on each layer's output but the last's, while training (default 0).
         bidirectional: a second layer reads each row backwards from its last valid step.
+        context_size: C, to condition the layer on a vector c (B, C) given as ``context=`` at every
+            call: c W_ctx^T is added to every step's input projection in every layer and direction,
+            the same as concatenating c onto every layer's input (default None: no context).
         fused: sequences run through the cell's hand-tuned kernel (default); False runs the
             traced composed step, the same values (see ``tinygrad_rnn.nn.trace_scan``).
         per_step: record every step's ops as graph nodes of their own (to step through a cell).
         device, dtype: of the parameters (default cpu, float32).
     Inputs: ``input``, ``{hx}`` (optional, zeros when None), ``lengths`` (optional, B ints: past a
-    row's length its state stays and its outputs are zero, PyTorch's packed semantics unpacked).
+    row's length its state stays and its outputs are zero, PyTorch's packed semantics unpacked),
+    ``context`` ((B, C), (C,) unbatched; exactly when built with context_size).
     Outputs: ``(output, {hn})``.
     Shape: input (T, B, I) (or (B, T, I) with batch_first, or (T, I) unbatched);
         output (T, B, D*H) (D = 2 if bidirectional else 1); {state_shape}
     Parameters: ``weight_ih_l{{k}}`` (G*H, I or D*H), ``weight_hh_l{{k}}`` (G*H, H), ``bias_ih_l{{k}}``,
-        ``bias_hh_l{{k}}`` (G*H), with ``_reverse`` for the reverse direction; G = {gates}.
+        ``bias_hh_l{{k}}`` (G*H), with ``_reverse`` for the reverse direction; G = {gates};
+        with context_size, ``weight_context_l{{k}}`` (G*H, C), U(-1/sqrt(H), 1/sqrt(H)).
 
     Example::
 
@@ -297,24 +349,28 @@ _LAYER_DOC = """{title}, PyTorch's ``nn.{name}``, with its equations, gate order
 
 class RNN(Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, fused=True, per_step=False, device=None, dtype=None):
+                 dropout=0.0, bidirectional=False, *, context_size=None, fused=True, per_step=False, device=None,
+                 dtype=None):
         self.nonlinearity = nonlinearity
         super().__init__(lambda i, h: RNNCell(i, h, bias, nonlinearity, fused, device=device, dtype=dtype),
-                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first, per_step)
+                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first, per_step,
+                         context_size=context_size)
 
 
 class LSTM(Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, fused=True, per_step=False, device=None, dtype=None):
+                 bidirectional=False, *, context_size=None, fused=True, per_step=False, device=None, dtype=None):
         super().__init__(lambda i, h: LSTMCell(i, h, bias, fused, device=device, dtype=dtype),
-                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first, per_step)
+                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first, per_step,
+                         context_size=context_size)
 
 
 class GRU(Recurrent):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, fused=True, per_step=False, device=None, dtype=None):
+                 bidirectional=False, *, context_size=None, fused=True, per_step=False, device=None, dtype=None):
         super().__init__(lambda i, h: GRUCell(i, h, bias, fused, device=device, dtype=dtype),
-                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first, per_step)
+                         input_size, hidden_size, num_layers, bidirectional, dropout, batch_first, per_step,
+                         context_size=context_size)
 
 
 RNN.__doc__ = _LAYER_DOC.format(

@@ -9,7 +9,7 @@ in-place activation.
 """
 from .. import backend
 from .cells import GatedCell, GateLayout
-from .kernels import input_grads, projection
+from .kernels import context_of, input_grads, needs_context, projection
 from .trace_scan import Kernel, carry, mask_outputs, masked_steps, named, step_mask
 
 GATES = GateLayout(h="tanh")
@@ -18,6 +18,8 @@ GATES = GateLayout(h="tanh")
 class RNNKernel(Kernel):
     """All T steps of an Elman layer on arrays; backward da_t = dh_t act'(a_t),
     dh_{t-1} = da_t W_hh, and dL/dW_hh = sum_t da_t^T h_{t-1} as one matmul."""
+
+    takes_context = True        # a projected context among its parameters is added at every step
 
     @staticmethod
     def forward(ctx, cell, x, parts, params, valid):
@@ -29,7 +31,7 @@ class RNNKernel(Kernel):
         n = w.shape[1]
         hs = xp.empty((steps + 1, batch, n), x.dtype)
         hs[0] = h0
-        hs[1:] = projection(xp, x, params["weight_ih"], bias)
+        hs[1:] = projection(xp, x, params["weight_ih"], bias, context=context_of(params))
         w_t = xp.ascontiguousarray(w.T)
         rec = xp.empty((batch, n), x.dtype)
         start = masked_steps(valid)
@@ -69,7 +71,8 @@ class RNNKernel(Kernel):
                 dh = xp.where(mask, da @ w, dh)
             else:
                 xp.matmul(da, w, out=dh)
-        grads = input_grads(da_all, x, ctx.params["weight_ih"], need_x, need_params["weight_ih"])
+        grads = input_grads(da_all, x, ctx.params["weight_ih"], need_x, need_params["weight_ih"],
+                            needs_context(need_params))
         if need_params["weight_hh"]:
             grads["weight_hh"] = da_all.reshape(-1, n).T @ hs[:-1].reshape(-1, n)
         if need_params["bias_ih"] or need_params["bias_hh"]:
