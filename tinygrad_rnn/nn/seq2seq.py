@@ -7,10 +7,19 @@ without it (Sutskever, Vinyals & Le 2014), as graph ops on the recurrent layers.
               c_t, a_t = attention(s_t, encoder outputs, source mask)
               h~_t = tanh(W_c [c_t; s_t]),  logits_t = W_o h~_t   (without attention: logits_t = W_o s_t)
 
+The source summary conditions the decoder in one of the three ways of Goodfellow et al.
+(2016, §10.2.4), chosen by ``context``: "init" (the default) starts the decoder from the
+bridge as above; "input" starts it from zeros and feeds the summary
+v = tanh(W_s [h_fwd; h_bwd]) of the top encoder layer's final states to every decoder step,
+as Cho et al. (2014) feed their summary c: every decoder layer's cell gets v W_ctx^T added to
+its projected input (:mod:`tinygrad_rnn.nn.context`); "both" does both, as Cho et al. do.
+
 Tokens are integer tensors, batch first. ``generate`` decodes greedily or with a
 batched beam search and returns token lists (no BOS, stopped before EOS) and
 each example's attention map.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import creation
@@ -24,9 +33,19 @@ from .lstm import LSTMCell
 from .layers import Embedding, Linear
 from .module import Module, ModuleList
 from .cells import RecurrentCell, check_size
+from .context import ContextCell
 from .recurrent import GRU, LSTM, check_lengths, unroll
 
 _CELLS = {"gru": (GRU, GRUCell), "lstm": (LSTM, LSTMCell)}
+CONTEXTS = ("init", "input", "both")
+
+
+class DecoderMemory(NamedTuple):
+    """What every decoder step reads besides its own state: the attention memory (keys, projected
+    keys, mask; None without attention) and, per decoder layer, the projected source summary
+    v W_ctx^T (B, G*H) added to its input at every step (None unless context is "input" or "both")."""
+    attention: object
+    context: object
 
 
 class Seq2Seq(Module):
@@ -42,11 +61,19 @@ class Seq2Seq(Module):
         dropout: on embeddings, between layers and before the readout, while training.
         pad_id, bos_id, eos_id: special target ids (defaults 0, 1, 2).
         input_feeding: feed h~ back into the next decoder step (Luong et al.; default True).
+        context: how the source summary conditions the decoder (Goodfellow et al. 2016 §10.2.4):
+            "init" (default) as its initial state, through the bridge; "input" at every decoder step,
+            v W_ctx^T added to each decoder layer's projected input, v = tanh(W_s [h_fwd; h_bwd]) of the
+            top encoder layer, from a zero initial state; "both" (Cho et al. 2014) both.
         device, dtype: of the parameters.
     Inputs: ``src`` ids padded with pad_id, ``src_lengths`` (B ints, or None for full rows),
     ``tgt_in`` ids starting with bos_id (the target shifted right).
     Outputs: ``logits`` over the target vocabulary at every step.
     Shape: src (B, S), tgt_in (B, T) -> logits (B, T, tgt_vocab_size).
+
+    Parameters beyond the embeddings, encoder, decoder and readout: ``bridge`` (and ``bridge_cell``
+    for an LSTM) with context "init" or "both"; ``summary`` (W_s: H x D*H) and ``context_input.{k}``
+    (W_ctx of decoder layer k: G*H x H) with "input" or "both".
 
     Teacher forcing (1.0) runs the decoder as one whole-sequence node; ``teacher_forcing``
     < 1 feeds the model's own previous prediction instead of the true token with
@@ -62,11 +89,13 @@ class Seq2Seq(Module):
 
     def __init__(self, src_vocab_size, tgt_vocab_size, embed_size=64, hidden_size=128, cell="gru",
                  attention="bahdanau", num_layers=1, bidirectional_encoder=True, dropout=0.0, pad_id=0, bos_id=1,
-                 eos_id=2, input_feeding=True, *, device=None, dtype=None):
+                 eos_id=2, input_feeding=True, context="init", *, device=None, dtype=None):
         if cell not in _CELLS:
             raise ValueError(f"Seq2Seq: cell must be one of {tuple(_CELLS)}, got {cell!r}")
         if attention is not None and attention not in KINDS:
             raise ValueError(f"Seq2Seq: attention must be one of {KINDS} or None, got {attention!r}")
+        if context not in CONTEXTS:
+            raise ValueError(f"Seq2Seq: context must be one of {CONTEXTS}, got {context!r}")
         for name, token in (("pad_id", pad_id), ("bos_id", bos_id), ("eos_id", eos_id)):
             if not 0 <= token < tgt_vocab_size:
                 raise ValueError(f"Seq2Seq: {name}={token} is outside the target vocabulary of {tgt_vocab_size}")
@@ -74,17 +103,24 @@ class Seq2Seq(Module):
         layer, cell_class = _CELLS[cell]
         self.cell, self.attention_kind, self.hidden_size, self.num_layers = cell, attention, hidden_size, num_layers
         self.pad_id, self.bos_id, self.eos_id, self.dropout = pad_id, bos_id, eos_id, dropout
+        self.context = context
         self.input_feeding = attention is not None and input_feeding
         directions = 2 if bidirectional_encoder else 1
         self.src_embed = Embedding(src_vocab_size, embed_size, padding_idx=pad_id, **kw)
         self.tgt_embed = Embedding(tgt_vocab_size, embed_size, padding_idx=pad_id, **kw)
         self.encoder = layer(embed_size, hidden_size, num_layers, batch_first=True, dropout=dropout,
                              bidirectional=bidirectional_encoder, **kw)
-        self.bridge = Linear(directions * hidden_size, hidden_size, **kw)
-        self.bridge_cell = Linear(directions * hidden_size, hidden_size, **kw) if cell == "lstm" else None
+        bridged = context in ("init", "both")
+        self.bridge = Linear(directions * hidden_size, hidden_size, **kw) if bridged else None
+        self.bridge_cell = Linear(directions * hidden_size, hidden_size, **kw) if bridged and cell == "lstm" else None
         first_input = embed_size + (hidden_size if self.input_feeding else 0)
         self.decoder = ModuleList([cell_class(first_input if k == 0 else hidden_size, hidden_size, **kw)
                                    for k in range(num_layers)])
+        self.summary = self.context_input = None
+        if context in ("input", "both"):
+            self.summary = Linear(directions * hidden_size, hidden_size, **kw)
+            self.context_input = ModuleList([Linear(hidden_size, c.weight_ih.shape[0], bias=False, **kw)
+                                             for c in self.decoder])
         key_size = directions * hidden_size
         # luong_dot compares the decoder state with the keys directly, so keys of another
         # size (a bidirectional encoder's) are first projected to hidden_size
@@ -98,30 +134,37 @@ class Seq2Seq(Module):
 
     # ----- the three parts -----
     def encode(self, src, src_lengths):
-        """Decoder initial states (one per layer) and the attention memory (None without attention)."""
+        """Decoder initial states (one per layer) and the :class:`DecoderMemory` every decoder
+        step reads (the attention memory, the projected source summary)."""
         src, lengths = self._check_source(src, src_lengths)
         embedded = F.dropout(self.src_embed(src), self.dropout, self.training)
         outputs, finals = self.encoder(embedded, lengths=lengths)
         directions = 2 if self.encoder.bidirectional else 1
 
-        def bridge(states, linear):            # (L*D, B, H) -> per layer tanh(W [fwd; bwd])
-            per_layer = []
-            for k in range(self.num_layers):
-                parts = [states[k * directions + d] for d in range(directions)]
-                per_layer.append(linear(concatenate(parts, axis=1) if directions > 1 else parts[0]).tanh())
-            return per_layer
+        def joined(states, k):                 # (L*D, B, H) -> layer k's [fwd; bwd] (B, D*H)
+            parts = [states[k * directions + d] for d in range(directions)]
+            return concatenate(parts, axis=1) if directions > 1 else parts[0]
 
-        if self.cell == "lstm":
+        def bridge(states, linear):            # per layer tanh(W [fwd; bwd])
+            return [linear(joined(states, k)).tanh() for k in range(self.num_layers)]
+
+        if self.bridge is None:                # context "input": the decoder starts from its cells' zeros
+            states = [cell.initial_state(src.shape[0], outputs) for cell in self.decoder]
+        elif self.cell == "lstm":
             states = list(zip(bridge(finals[0], self.bridge), bridge(finals[1], self.bridge_cell)))
         else:
             states = bridge(finals, self.bridge)
-        memory = None
+        attention = context = None
         if self.attention_kind is not None:
             steps = np.arange(src.shape[1])[None, :] < lengths[:, None]
             mask = Tensor(steps, device=src.device)
             keys = outputs if self.key_projection is None else self.key_projection(outputs)
-            memory = self.attention.prepare(keys, mask)
-        return states, memory
+            attention = self.attention.prepare(keys, mask)
+        if self.summary is not None:           # v = tanh(W_s [h_fwd; h_bwd]) of the top layer, projected once
+            hidden = finals[0] if self.cell == "lstm" else finals
+            summary = self.summary(joined(hidden, self.num_layers - 1)).tanh()
+            context = [linear(summary) for linear in self.context_input]
+        return states, DecoderMemory(attention, context)
 
     def decode_step(self, tokens, states, memory, feed):
         """One decoder step: logits (B, V), the new states, the new fed-back h~, attention weights (B, S)."""
@@ -134,12 +177,14 @@ class Seq2Seq(Module):
             x = concatenate([x, feed], axis=1)
         new_states = []
         for k, cell in enumerate(self.decoder):
+            if memory.context is not None:     # the summary, projected once, added at this step too
+                cell = ContextCell(cell, memory.context[k])
             state = cell(F.dropout(x, self.dropout, self.training) if k else x, states[k])
             new_states.append(state)
             x = state[0] if isinstance(state, tuple) else state
         weights = None
-        if memory is not None:
-            context, weights = self.attention(x, memory)
+        if memory.attention is not None:
+            context, weights = self.attention(x, memory.attention)
             x = self.combine(concatenate([context, x], axis=1)).tanh()
         return x, new_states, (x if self.input_feeding else None), weights
 
@@ -216,9 +261,12 @@ class Seq2Seq(Module):
         states, memory = self.encode(src, lengths)
         rows = np.repeat(np.arange(batch), beam)                   # hypothesis row -> example
         states = [_take(s, rows, src.device) for s in states]
-        if memory is not None:
-            memory = type(memory)(*(None if m is None else _take(m, rows, src.device)
-                                    for m in (memory.keys, memory.projected, memory.mask)))
+        attention = memory.attention
+        if attention is not None:
+            attention = type(attention)(*(None if m is None else _take(m, rows, src.device)
+                                          for m in (attention.keys, attention.projected, attention.mask)))
+        context = None if memory.context is None else [_take(q, rows, src.device) for q in memory.context]
+        memory = DecoderMemory(attention, context)
         feed = self._zeros_feed(batch * beam, src)
         scores = np.full((batch, beam), -np.inf)
         scores[:, 0] = 0.0                                        # at first every beam is the same: use one
@@ -301,7 +349,8 @@ class DecoderStep(RecurrentCell):
     """One decoder step of a :class:`Seq2Seq` as a recurrent cell, so that the teacher-forced
     decoder runs as one traced whole-sequence node: the input is the embedded previous target
     token, the state is (each layer's state parts..., h~), the output is h~ (the attentional
-    state the readout reads). The attention memory is read from the model as a loop-invariant."""
+    state the readout reads). The :class:`DecoderMemory` (attention keys, projected summary) is
+    read as a loop-invariant input of the node."""
 
     def __init__(self, model, memory, states):
         self.model, self.memory = model, memory
