@@ -275,3 +275,21 @@ def test_bad_input_is_named(call, error):
     cell = nn.RNNCell(2, 3, dtype=F64)
     with pytest.raises(error):
         call(cell, tg.randn(4, 2, 2, dtype=F64), lambda out, _: (out ** 2).sum())
+
+
+def test_explore_runs_on_each_device(device):
+    """Every panel is computed where the model lives (on cuda, or on the strict stand-in for CuPy
+    that refuses implicit copies to the host), and gives the numbers it gives on the cpu."""
+    pages = []
+    for where in ("cpu", device):
+        tg.manual_seed(4)
+        cell = nn.GRUCell(2, 3, dtype=F64, device=where)
+        loss = LastStepMSE(nn.Linear(3, 1, dtype=F64, device=where))
+        x, y = adding_problem(np.random.default_rng(1), 5, 2)
+        report = explore(cell, tg.tensor(x, dtype=F64, device=where), loss, last_step_targets(y, 5, where, F64))
+        pages.append(report.runs[0])
+    cpu, other = pages
+    close(other["gradients"]["norms"][0]["h"], cpu["gradients"]["norms"][0]["h"], rtol=1e-9)
+    close(other["connectivity"]["matrix"], cpu["connectivity"]["matrix"], rtol=1e-9)
+    close(other["truncation"]["cosine"], cpu["truncation"]["cosine"], rtol=1e-9)
+    assert [p["rtrl_norm"] for p in other["rtrl"]["params"]] == [p["rtrl_norm"] for p in cpu["rtrl"]["params"]]

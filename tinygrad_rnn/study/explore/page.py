@@ -65,7 +65,8 @@ PANELS = {
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1d232b; background: #fafafa; }
-header { padding: 14px 24px 8px; background: #fff; border-bottom: 1px solid #ddd; position: sticky; top: 0; z-index: 5; }
+header { padding: 14px 24px 8px; background: #fff; border-bottom: 1px solid #ddd; position: sticky; top: 0;
+  z-index: 5; }
 header h1 { font-size: 20px; margin: 0 0 6px; }
 #runs button, .controls button { margin: 2px 4px 2px 0; padding: 3px 10px; border: 1px solid #99a; border-radius: 4px;
   background: #f3f4f7; cursor: pointer; font-size: 13px; }
