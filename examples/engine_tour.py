@@ -10,7 +10,7 @@
 
 The figure (examples/out/engine_tour.png) shows the fit and its training loss.
 
-Run:  python examples/engine_tour.py [--device cpu|cuda] [--steps 100000]
+Run:  python examples/engine_tour.py [--device cpu|cuda] [--steps 100000] [--smoke]
 """
 import time
 
@@ -100,10 +100,13 @@ def plot(losses, baseline, curve, args):
 def main():
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=100_000, help="length of the recurrence of act 2")
+    p.add_argument("--smoke", action="store_true", help="a few seconds: a short fit and a 1,000-step recurrence")
     args = p.parse_args()
+    if args.smoke:
+        args.steps = min(args.steps, 1000)
     t0 = start(args, "tinygrad_rnn engine tour")
 
-    losses, baseline, curve = fit_sine(args.device)
+    losses, baseline, curve = fit_sine(args.device, epochs=200 if args.smoke else 4000)
     print(f"1. tanh MLP on a noisy sine: MSE {losses[-1]:.4f} vs {baseline:.4f} for predicting the mean "
           f"({baseline / losses[-1]:.0f}x lower)")
 
