@@ -267,6 +267,8 @@ def test_adding_problem_smoke_writes_its_page(tmp_path):
     (lambda c, x, l: explore(c, x, l, rows=0), ValueError),
     (lambda c, x, l: explore(c, x, l, truncate=-2), ValueError),
     (lambda c, x, l: explore(c, x[0], l), ValueError),
+    (lambda c, x, l: explore(c, x, l, lengths=[4, 3]), TypeError),
+    (lambda c, x, l: explore(nn.Seq2Seq(5, 5, 4, 4), tg.tensor([[3, 4]]), l), TypeError),
     (lambda c, x, l: combine(), ValueError),
     (lambda c, x, l: combine(explore(c, x, l, rtrl=False), explore(c, x, l, rtrl=False)), ValueError),
     (lambda c, x, l: Report([], title=3), TypeError),

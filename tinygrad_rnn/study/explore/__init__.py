@@ -125,6 +125,9 @@ def explore(model, x, loss_fn=None, targets=None, *, name=None, title=None, stat
     _check_counts(rows=rows, rtrl_rows=rtrl_rows, beam_size=beam_size, max_len=max_len, examples=examples)
     _check_optional_counts(truncate=truncate, checkpoint=checkpoint)
     if isinstance(model, Seq2Seq):
+        if loss_fn is not None or targets is not None:
+            raise TypeError("explore: a Seq2Seq page shows its attention and beam search and takes no loss_fn or "
+                            "targets; give the source ids, lengths= and the decoding options")
         options = {"beam_size": beam_size, "max_len": max_len, "length_penalty": length_penalty,
                    "examples": examples, "src_labels": _labeller(src_labels, "src_labels"),
                    "tgt_labels": _labeller(tgt_labels, "tgt_labels")}
@@ -133,6 +136,8 @@ def explore(model, x, loss_fn=None, targets=None, *, name=None, title=None, stat
         if not isinstance(model, (RecurrentCell, Recurrent)):
             raise TypeError(f"explore: model must be an nn.RecurrentCell, an nn.Recurrent layer or an nn.Seq2Seq, "
                             f"got {type(model).__name__}")
+        if lengths is not None:
+            raise TypeError("explore: lengths= is for a Seq2Seq's source; a cell or layer here runs full rows")
         if not callable(loss_fn):
             raise TypeError(f"explore: loss_fn must be a function (outputs, targets) -> scalar Tensor, "
                             f"got {type(loss_fn).__name__}")
