@@ -44,9 +44,9 @@ def recurrent_run(model, x, loss_fn, targets, options):
     try:
         loss.backward(retain_graph=options["graph"])      # kept for the graph's edge gradients, read after
         record = telemetry.record(tr)
-        run["graph"] = unrolled.collect(tr, loss, {key: {g: v[0] for g, v in found.items()}
-                                                   for key, found in gates.items()},
-                                        _outside_names(loss_fn)) if options["graph"] else None
+        names = {key: {gate: values for gate, (values, _) in found.items()} for key, found in gates.items()}
+        run["graph"] = (unrolled.collect(tr, loss, names, _outside_names(loss_fn)) if options["graph"]
+                        else _left_out("turned off (graph=False)"))
     finally:
         _restore_grads(model, saved)
     run["gradients"] = gradient_data(record)
@@ -54,7 +54,8 @@ def recurrent_run(model, x, loss_fn, targets, options):
     run["jacobians"] = [jacobian_data(cells[k], tr, k, options) for k in range(tr.num_layers)]
     run["connectivity"] = connectivity_data(model, x, options["rows"])
     run["truncation"] = truncation_data(model, x, loss_fn, targets, options)
-    run["rtrl"] = rtrl_data(model, x, loss_fn, targets, options) if options["rtrl"] else _left_out("not asked for")
+    run["rtrl"] = (rtrl_data(model, x, loss_fn, targets, options) if options["rtrl"]
+                   else _left_out("turned off (rtrl=False)"))
     return run
 
 

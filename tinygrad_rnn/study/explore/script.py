@@ -432,7 +432,7 @@ function graphBoxes(run, model, layout, open) {
 
 function graphPanel(body, run) {
   const g = run.graph;
-  if (!g) return leftOut(body, {left_out: "the graph panel was turned off (graph=False)"});
+  if (leftOut(body, g)) return;
   const model = graphModel(g);
   const steps = (QUERY.get("open") || "").split(",").filter(v => v !== "" && Number(v) < run.steps);
   const open = new Set(steps.map(v => clusterKey(0, Number(v))));
