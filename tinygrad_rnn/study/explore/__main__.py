@@ -47,7 +47,10 @@ def main(argv=None):
     start = time.perf_counter()
     manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    cell = make_cell(args.cell, 2, args.hidden, args.device, dtype)
+    try:
+        cell = make_cell(args.cell, 2, args.hidden, args.device, dtype)
+    except ValueError as error:
+        raise SystemExit(f"--cell {args.cell} --hidden {args.hidden}: {error}") from None
     loss = LastStepMSE(Linear(getattr(cell, "output_size", None) or args.hidden, 1, device=args.device, dtype=dtype))
     x, y = adding_problem(np.random.default_rng(args.seed + 1), args.steps, args.batch)
     x = creation.tensor(x, dtype=dtype, device=args.device)
