@@ -12,7 +12,8 @@ from .script import SCRIPT
 PANELS = {
     "graph": ("The unrolled graph", (
         "Backpropagation through time is the ordinary backward pass over this graph. Each box is one time step "
-        "of one layer (click it to open it into its ops, click again to close); time runs left to right. Each "
+        "of one layer (click it to open it into its ops, click again to close); time runs left to right (a "
+        "reverse direction's step t reads position T-1-t). Each "
         "parameter is drawn once, above, with an edge to every step that uses it: the edge's colour is "
         "||dL/d&theta;<sub>t</sub>||, that step's share of the parameter's gradient. Every other edge is "
         "coloured by ||dL/dv|| of the value v it carries, from blue (smallest) to red (largest), on a log "
