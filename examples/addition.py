@@ -9,7 +9,7 @@ use GRUs. A published rerun of the book's
 scripts gave 10.8% (plain) and 54.3% (reversed) held-out exact match; attention
 should reach about 99%.
 
-Run:  python examples/addition.py [--steps 4000] [--device cpu|cuda]
+Run:  python examples/addition.py [--steps 4000] [--device cpu|cuda] [--smoke]
 """
 import time
 
@@ -17,7 +17,7 @@ import numpy as np
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
-from _common import parser, start
+from _common import parser, pyplot, save_figure, start
 from _seq import Vocab, exact_match, train
 
 # (name, attention, reversed source, bidirectional encoder): the attention model reads its source
@@ -37,10 +37,16 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--questions", type=int, default=50_000, help="questions in all; a tenth is held out")
+    p.add_argument("--smoke", action="store_true", help="a few seconds: 20 steps on 2,000 questions, the same "
+                   "code path")
     args = p.parse_args()
+    if args.smoke:
+        args.steps, args.batch, args.hidden, args.questions = 20, 16, 16, 2000
     t0 = start(args, "addition with seq2seq")
-    pairs = questions(np.random.default_rng(args.seed), 50_000)
-    train_pairs, test = pairs[:45_000], pairs[45_000:]
+    pairs = questions(np.random.default_rng(args.seed), args.questions)
+    cut = args.questions - args.questions // 10
+    train_pairs, test = pairs[:cut], pairs[cut:]
     vocab = Vocab("0123456789+")
     results = []
     for name, attention, reverse, bidirectional in MODELS:
@@ -57,7 +63,21 @@ def main():
     reference = {"plain": "10.8%", "reversed source": "54.3%", "attention": "~99%"}
     for name, accuracy, seconds in results:
         print(f"  {name:<16} {accuracy:>9.1%} {seconds:>8.0f}   {reference[name]}")
+    plot(results, reference, args)
     print(f"done in {time.perf_counter() - t0:.0f} s")
+
+
+def plot(results, reference, args):
+    """Held-out exact match of the three models beside the book's rerun."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    names = [name for name, _, _ in results]
+    ax.bar(names, [100 * accuracy for _, accuracy, _ in results], color="tab:blue", label="this run")
+    book = [float(reference[name].strip("~%")) for name in names]
+    ax.scatter(names, book, color="black", marker="_", s=900, zorder=3, label="DL from Scratch 2 (rerun)")
+    ax.set(ylim=(0, 100), ylabel="held-out exact match (%)", title=f"a+b with seq2seq, {args.steps} steps")
+    ax.legend(loc="upper left")
+    return save_figure(fig, args, "addition.png")
 
 
 if __name__ == "__main__":
