@@ -34,7 +34,7 @@ approximation RTRL makes too). P is symmetrised after each update against roundi
 Example::
 
     cell = tg.nn.ElmanJordanCell(1, 8, output_size=1, output_nonlinearity="identity", dtype=tg.float64)
-    ekf = DecoupledEKF(cell, groups="neuron", p0=10.0, q=1e-5, r=0.5)
+    ekf = DecoupledEKF(cell, groups="neuron", p0=1.0, q=1e-6, r=1.0)
     for epoch in range(5):
         predictions = ekf.train(x, targets)          # x (T, B, 1), targets (T, B, 1): one pass
 """
@@ -140,8 +140,9 @@ class DecoupledEKF:
             forward-mode rules.
         groups: "global" (one group: GEKF), "tensor" (one per parameter tensor), "neuron" (default:
             the weights feeding each unit, NDEKF), or a list of lists of parameter names.
-        p0: the initial covariance P_i = p0 I.  q: the process noise Q_i = q I.
-        r: the measurement noise R = r I (a number) or its (m,) diagonal.
+        p0: the initial covariance P_i = p0 I (default 1).  q: the process noise Q_i = q I (default 1e-6).
+        r: the measurement noise R = r I (a number, default 1) or its (m,) diagonal. The defaults
+            suit targets of unit variance (examples/ekf_sunspots.py).
         q and r may be changed between steps (annealing).
     Attributes: ``names`` (the trained parameters, in order), ``groups`` (index arrays into the
     flattened weights), ``covariances`` (the P_i, float64), ``state`` and ``sensitivities`` (the
@@ -149,11 +150,11 @@ class DecoupledEKF:
 
     Example::
 
-        ekf = DecoupledEKF(nn.ElmanJordanCell(1, 8, 1, output_nonlinearity="identity"), p0=10.0, r=0.5)
+        ekf = DecoupledEKF(nn.ElmanJordanCell(1, 8, 1, output_nonlinearity="identity"), groups="global")
         predictions = ekf.train(x, targets)        # x (T, B, I), targets (T, B, O): one pass, T updates
     """
 
-    def __init__(self, cell, groups="neuron", p0=100.0, q=1e-4, r=1.0):
+    def __init__(self, cell, groups="neuron", p0=1.0, q=1e-6, r=1.0):
         if not isinstance(cell, RecurrentCell):
             raise TypeError(f"DecoupledEKF: cell must be a RecurrentCell, got {type(cell).__name__}")
         for label, value in (("p0", p0), ("q", q)):
