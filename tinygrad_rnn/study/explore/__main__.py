@@ -29,6 +29,8 @@ def parser():
                    help="train for N batches of 32 after a first look, and show both (default 0: no training)")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam's learning rate for --train (default 0.01)")
     p.add_argument("--truncate", type=int, default=None, metavar="K", help="mark truncated-BPTT cuts every K steps")
+    p.add_argument("--checkpoint", type=int, default=None, metavar="K",
+                   help="mark where checkpoint segments of K steps begin")
     p.add_argument("--float32", action="store_true", help="compute in float32 (default float64)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
@@ -43,6 +45,9 @@ def main(argv=None):
             raise SystemExit(f"--{flag} must be at least {2 if flag == 'steps' else 1}, got {getattr(args, flag)}")
     if args.train < 0:
         raise SystemExit(f"--train must be >= 0, got {args.train}")
+    for flag in ("truncate", "checkpoint"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise SystemExit(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     dtype = float32 if args.float32 else float64
     start = time.perf_counter()
     manual_seed(args.seed)
@@ -55,7 +60,7 @@ def main(argv=None):
     x, y = adding_problem(np.random.default_rng(args.seed + 1), args.steps, args.batch)
     x = creation.tensor(x, dtype=dtype, device=args.device)
     targets = last_step_targets(y, args.steps, args.device, dtype)
-    look = dict(truncate=args.truncate, title=f"Backpropagation through time: {args.cell}, adding problem, "
+    look = dict(truncate=args.truncate, checkpoint=args.checkpoint, title=f"Backpropagation through time: {args.cell}, adding problem, "
                                                 f"T = {args.steps}")
     report = explore(cell, x, loss, targets, name=f"{args.cell}" + (", as initialised" if args.train else ""), **look)
     if args.train:
