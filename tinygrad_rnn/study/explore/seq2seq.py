@@ -6,6 +6,7 @@ model's own beam search while it runs: every call of its per-step selection
 cumulative log-probabilities, the hypotheses it finishes), so the tree shows what the
 search did, not a second search written here.
 """
+import inspect
 from contextlib import contextmanager
 
 import numpy as np
@@ -51,13 +52,16 @@ def recorded_beam(model):
     {history, parents, tokens, scores, finished} to the yielded list; the method is put back after."""
     steps = []
     original = model._select
+    signature = inspect.signature(original)
 
-    def select(total, vocab, beam, t, history, maps, step_map, finished, alpha, max_len):
+    def select(*args, **kwargs):
+        named = signature.bind(*args, **kwargs).arguments          # by name: robust to the order
+        finished, history = named["finished"], named["history"]
         before = [len(f) for f in finished]
-        parents, tokens, scores = original(total, vocab, beam, t, history, maps, step_map, finished, alpha, max_len)
+        parents, tokens, scores = original(*args, **kwargs)
         ended = [[(seq, score) for score, seq, _ in f[n:]] for f, n in zip(finished, before)]
         steps.append({"history": history.copy(), "parents": parents.copy(), "tokens": tokens.copy(),
-                      "scores": scores.copy(), "ended": ended, "total": total})
+                      "scores": scores.copy(), "ended": ended, "total": named["total"]})
         return parents, tokens, scores
 
     model._select = select
