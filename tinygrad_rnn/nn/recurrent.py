@@ -112,8 +112,7 @@ class Recurrent(Module):
         dropout=0.0 (on each layer's output but the last, while training), batch_first=False,
         per_step=False (True: record every step's ops as nodes of their own instead of
         one whole-sequence node per layer and direction; slower, for stepping through a
-        cell in a debugger; the attribute may be changed later).
-
+        cell in a debugger; the attribute may be changed later),
         context_size=None (C: the layer is conditioned on a vector c (B, C) given as ``context=``
         at every call; see below).
 
@@ -236,13 +235,13 @@ class Recurrent(Module):
         context = check_context(type(self).__name__, context, self.context_size, x)
         if x.shape[1] == 0:
             return self._empty(x, initial)
-        weights_ch = iter(self.context_weights())
+        context_weights = iter(self.context_weights())
         layer_input, finals = x, []
         for k, layer in enumerate(self._cells):
             outs = []
             for d, cell in enumerate(layer):
                 if context is not None:                 # c W_ctx^T, once per call, added at every step
-                    cell = ContextCell(cell, context @ next(weights_ch).T)
+                    cell = ContextCell(cell, context @ next(context_weights).T)
                 out, final = unroll(cell, layer_input, initial[k * self.directions + d], lengths, reverse=d == 1,
                                     per_step=self.per_step)
                 outs.append(out)
