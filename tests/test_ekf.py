@@ -55,8 +55,8 @@ def test_update_equals_the_dense_matrix_reference(size, m, n_groups, steps, nois
             np.testing.assert_array_equal(P_i, P_i.T)
 
 
-def jordan(rng, batch_scale=0.6):
-    cell = nn.JordanCell(2, 3, output_size=1, output_nonlinearity="identity", dtype=F64)
+def jordan(rng, batch_scale=0.6, device="cpu"):
+    cell = nn.JordanCell(2, 3, output_size=1, output_nonlinearity="identity", device=device, dtype=F64)
     params = {name: batch_scale * rng.standard_normal(p.shape) for name, p in cell.named_parameters()}
     cell.load_state_dict(params)
     return cell, params
@@ -84,20 +84,21 @@ def textbook_first_step(params, x, d, p0, q, r):
 
 
 @pytest.mark.parametrize("groups", ["global", "tensor", "neuron"])
-def test_first_step_is_the_textbook_formula(groups):
+def test_first_step_is_the_textbook_formula(device, groups):
     rng = np.random.default_rng(0)
-    cell, params = jordan(rng)
+    cell, params = jordan(rng, device=device)
     x, d = rng.standard_normal((2, 2)), rng.standard_normal(2)
     ekf = DecoupledEKF(cell, groups=groups, p0=3.0, q=1e-3, r=0.7)
-    y = ekf.step(tg.tensor(x, dtype=F64), tg.tensor(d[:, None], dtype=F64))
+    y = ekf.step(tg.tensor(x, dtype=F64, device=device), tg.tensor(d[:, None], dtype=F64, device=device))
     w1, P1, y_ref = textbook_first_step(params, x, d, 3.0, 1e-3, 0.7)
     np.testing.assert_allclose(y.numpy()[:, 0], y_ref, rtol=1e-12)
     w = np.concatenate([p.numpy().ravel() for p in cell.parameters()])
     np.testing.assert_allclose(w, w1, rtol=1e-10, atol=1e-12)     # P_0 = p0 I: every grouping moves w alike
     for index, P_i in zip(ekf.groups, ekf.covariances):
+        index, P_i = (tg.backend.to_device(a, "cpu") for a in (index, P_i))
         np.testing.assert_allclose(P_i, P1[np.ix_(index, index)], rtol=1e-10, atol=1e-12)
     if groups == "global":
-        np.testing.assert_allclose(ekf.covariances[0], P1, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(tg.backend.to_device(ekf.covariances[0], "cpu"), P1, rtol=1e-10, atol=1e-12)
 
 
 def series(rng, steps=40, batch=2):
