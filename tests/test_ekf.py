@@ -172,6 +172,8 @@ def test_ekf_bad_inputs():
         ekf.step(tg.zeros(4, dtype=F64))
     with pytest.raises(ValueError, match=r"target has shape \(3, 2\), expected \(3, 1\)"):
         ekf.step(tg.zeros(3, 2, dtype=F64), tg.zeros(3, 2, dtype=F64))
+    with pytest.raises(TypeError, match="x_t is float32 on cpu, expected float64"):
+        ekf.step(tg.zeros(3, 2))
     with pytest.raises(ValueError, match="must share T and B"):
         ekf.train(tg.zeros(4, 3, 2, dtype=F64), tg.zeros(5, 3, 1, dtype=F64))
 

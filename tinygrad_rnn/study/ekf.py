@@ -193,6 +193,9 @@ class DecoupledEKF:
             raise not_a_tensor("DecoupledEKF.step", "x_t", x_t)
         if x_t.ndim != 2 or x_t.shape[1] != self.cell.input_size:
             raise ValueError(f"DecoupledEKF.step: x_t has shape {x_t.shape}, expected (batch, {self.cell.input_size})")
+        if x_t.dtype != self.params[0].dtype or x_t.device != self.params[0].device:
+            raise TypeError(f"DecoupledEKF.step: x_t is {x_t.dtype.name} on {x_t.device}, expected "
+                            f"{self.params[0].dtype.name} on {self.params[0].device} like the cell's parameters")
         if self.state is None:
             self.reset(x_t.shape[0])
         parts, sensitivities = rtrl_step(self.cell, x_t.detach(), _parts(self.state), self.sensitivities,
