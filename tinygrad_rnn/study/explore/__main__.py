@@ -60,8 +60,8 @@ def main(argv=None):
     x, y = adding_problem(np.random.default_rng(args.seed + 1), args.steps, args.batch)
     x = creation.tensor(x, dtype=dtype, device=args.device)
     targets = last_step_targets(y, args.steps, args.device, dtype)
-    look = dict(truncate=args.truncate, checkpoint=args.checkpoint, title=f"Backpropagation through time: {args.cell}, adding problem, "
-                                                f"T = {args.steps}")
+    title = f"Backpropagation through time: {args.cell}, adding problem, T = {args.steps}"
+    look = dict(truncate=args.truncate, checkpoint=args.checkpoint, title=title)
     report = explore(cell, x, loss, targets, name=f"{args.cell}" + (", as initialised" if args.train else ""), **look)
     if args.train:
         curve = train(cell, loss, args.steps, 32, args.train, rng, lr=args.lr, device=args.device, dtype=dtype)
