@@ -14,7 +14,7 @@ tokens (a linear model on token counts, blind to order) and always answering
 the most frequent class are the floors. Held-out expressions come from another
 seed; the score is the accuracy on the whole expression's value.
 
-Run:  python examples/trees.py [--steps 600] [--max-ops 4] [--device cpu|cuda]
+Run:  python examples/trees.py [--steps 600] [--max-ops 4] [--smoke] [--device cpu|cuda]
 """
 import time
 
@@ -165,7 +165,10 @@ def main():
     p.add_argument("--embed", type=int, default=32)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-2)
+    p.add_argument("--smoke", action="store_true", help="a few seconds: tiny data and models, few steps")
     args = p.parse_args()
+    if args.smoke:
+        args.steps, args.batch, args.train_size, args.test_size, args.embed, args.hidden = 5, 8, 200, 100, 8, 8
     t0 = start(args, f"arithmetic expressions mod {CLASSES}, 1 to {args.max_ops} operators")
     train_set = dataset(np.random.default_rng(args.seed), args.train_size, args.max_ops)
     test_set = dataset(np.random.default_rng(args.seed + 10_000), args.test_size, args.max_ops)
@@ -212,9 +215,10 @@ def plot(results, truth, ops, args):
     counts = list(range(1, args.max_ops + 1))
     for k, (name, (guess, curve, _)) in enumerate(results.items()):
         color = f"C{k}"
-        if curve is not None:                # the mean of the last WINDOW steps, drawn at the window's last step
-            average = np.convolve(curve, np.ones(WINDOW) / WINDOW, mode="valid")
-            left.plot(np.arange(WINDOW - 1, len(curve)), average, color=color, label=name)
+        if curve is not None:                # the mean of the last `window` steps, drawn at the window's last step
+            window = min(WINDOW, len(curve))
+            average = np.convolve(curve, np.ones(window) / window, mode="valid")
+            left.plot(np.arange(window - 1, len(curve)), average, color=color, label=name)
         right.plot(counts, by_ops(guess, truth, ops, args.max_ops), marker="o", color=color, label=name)
     left.axhline(np.log(CLASSES), color="gray", linestyle="--", label=f"uniform guess (ln {CLASSES})")
     left.set(xlabel="step", ylabel="training loss (moving average)", title="Training")

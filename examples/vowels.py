@@ -7,7 +7,7 @@ padded batch with ``lengths=`` so padding never enters the state, and its final
 states feed a linear classifier. Baseline: 1-nearest-neighbour with dynamic time
 warping, 94.9% test accuracy in the UEA archive's results.
 
-Run:  python examples/vowels.py [--epochs 60] [--device cpu|cuda]
+Run:  python examples/vowels.py [--epochs 60] [--smoke] [--device cpu|cuda]
 """
 import time
 
@@ -57,7 +57,10 @@ def main():
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--smoke", action="store_true", help="a few seconds: one epoch of a small model")
     args = p.parse_args()
+    if args.smoke:
+        args.epochs, args.hidden = 1, 8
     t0 = start(args, "Japanese Vowels speaker recognition")
     train_x, train_len, train_y = load("train")
     test_x, test_len, test_y = load("test")
