@@ -318,7 +318,7 @@ class NamedCell(UnnamedCell):
 
 @pytest.mark.parametrize("make, gates", [
     (lambda d: make_cell("rnn_relu", 2, 3, device=d), set()),          # relu: not a gate
-    (lambda d: make_cell("jordan", 2, 3, device=d), {"h"}),             # its step names its tanh layer
+    (lambda d: make_cell("jordan", 2, 3, device=d), {"h", "y"}),        # its tanh layer and tanh output
     (lambda d: HalvedLSTMCell(2, 3, device=d, dtype=tg.float64), {"i", "f", "g", "o"}),
     (lambda d: nn.ClockworkRNNCell(2, 4, periods=(1, 2), device=d, dtype=tg.float64), set()),   # "active": bool
     (lambda d: UnnamedCell(2, d), set()),
