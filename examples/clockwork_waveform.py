@@ -28,6 +28,15 @@ the input weights (the input is zero) and the CW-RNN's masked-out recurrent
 weights are not counted. All three are trained by full BPTT on the MSE with Adam
 and a cosine learning-rate decay, over several seeds.
 
+What to expect: the CW-RNN traces the beats, spikes included, to an NMSE below
+0.01; the tanh RNN and the LSTM, from PyTorch's default initialisation, settle
+within a few steps into a nearly constant output at the mean level (NMSE near 1)
+and stay there. They are not merely under-tuned: learning rates from 1e-3 to
+3e-2, and recurrent weights rescaled to a spectral radius of 1.2 to 3, gave them
+at best an NMSE of 0.64 in 1,000 epochs (one run each). Without input, a
+network has only its own dynamics to keep time; the CW-RNN's clock keeps time
+for it, so its slow modules can hold a beat's phase for many steps.
+
 Run:  python examples/clockwork_waveform.py [--params 1000] [--epochs 1500] [--runs 3] [--device cpu|cuda]
 """
 import pathlib
