@@ -116,15 +116,18 @@ def build(kind, hidden, modules, device):
     return Generator(layers[kind](), device)
 
 
-def hidden_size_for(kind, budget, modules, device):
-    """The hidden size whose network comes closest to ``budget`` effective parameters."""
+def hidden_size_for(kind, budget, modules):
+    """The hidden size whose network comes closest to ``budget`` effective parameters (counted on
+    CPU-built candidates; the count does not depend on the device)."""
     step = modules if kind == "CW-RNN" else 1
-    best = None
-    for hidden in range(step, 40 * step + 1, step):
-        gap = abs(effective_parameters(build(kind, hidden, modules, device)) - budget)
-        if best is None or gap < best[0]:
-            best = (gap, hidden)
-    return best[1]
+    hidden, best = step, None
+    while True:
+        gap = effective_parameters(build(kind, hidden, modules, "cpu")) - budget
+        if best is None or abs(gap) < best[0]:
+            best = (abs(gap), hidden)
+        if gap >= 0:                        # the counts only grow from here
+            return best[1]
+        hidden += step
 
 
 def nmse(prediction, target):
@@ -197,7 +200,7 @@ def main():
 
     results = {}
     for kind in ("tanh RNN", "LSTM", "CW-RNN"):
-        hidden = hidden_size_for(kind, args.params, args.modules, args.device)
+        hidden = hidden_size_for(kind, args.params, args.modules)
         count = effective_parameters(build(kind, hidden, args.modules, args.device))
         runs = []
         for seed in range(args.seed, args.seed + args.runs):
