@@ -22,7 +22,7 @@ the tree must learn to pass the two marked numbers up all 8 levels while
 damping the other 254 leaves; the chain must learn to carry them across up to
 255 steps. The training curves show which of the two is learned first.
 
-Run:  python examples/tree_vs_chain.py [--steps 256] [--iterations 4000] [--smoke] [--device cpu|cuda]
+Run:  python examples/tree_vs_chain.py [--steps 256] [--iterations 8000] [--smoke] [--device cpu|cuda]
 """
 import time
 
@@ -138,7 +138,7 @@ def run(name, make, hidden, args, probe, check, test):
 def main():
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=256, help="sequence length T")
-    p.add_argument("--iterations", type=int, default=4000, help="training steps for each model")
+    p.add_argument("--iterations", type=int, default=8000, help="training steps for each model")
     p.add_argument("--check-every", type=int, default=100, help="steps between checks of the held-out MSE")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--hidden", type=int, default=32, help="the LSTM's hidden size; the tree's is matched to it")
