@@ -24,7 +24,7 @@ units, learning rate decayed to zero over the whole run unless said otherwise):
     32 x 50           6e-3    3        2.20                     532
     64 x 50           8e-3    3        2.21                     480
     64 x 50           1e-2    2        2.25                     326
-    32 x 50           6e-3    2        2.21                     360   <- the defaults
+    32 x 50           6e-3    2        2.22                     360   <- the defaults
 
 Short chunks over few streams give the most updates per character read at
 almost the same speed (the LSTM's matmuls dominate), and with a higher rate
