@@ -15,9 +15,9 @@ Goldberger et al. 2000) that sktime ships inside its wheel since version 0.34
 (``sktime/datasets/data/mitdb/mitdb.csv``), so nothing is downloaded. It is
 chosen because it is real and because it has the several timescales a CW-RNN is
 built for: a beat every ~0.8 s, P and T waves that rise and fall over a tenth of
-a second, and a QRS spike a few samples wide. The first 960 samples (2.7 s,
+a second or more, and a QRS complex, sharp and under a tenth of a second. The first 960 samples (2.7 s,
 three beats) averaged in threes give 320 samples at 120 Hz, the paper's length,
-scaled to [-1, 1] as in the paper.
+scaled to [-1, 1].
 
 Every network sees an all-zero input and a linear readout of its hidden state.
 The CW-RNN's hidden units form modules with periods 1, 2, 4, ..., 2^(m-1) (the
@@ -52,7 +52,7 @@ ECG_FILE = pathlib.Path("datasets", "data", "mitdb", "mitdb.csv")
 
 
 def load_ecg():
-    """The ECG excerpt that sktime ships (millivolts, 360 Hz), as a float64 array."""
+    """The ECG excerpt that sktime ships (360 Hz), as a float64 array."""
     sktime = require("sktime")
     path = pathlib.Path(sktime.__file__).parent / ECG_FILE
     if not path.is_file():
@@ -167,7 +167,7 @@ def plot(target, results, args):
         best = min(runs, key=lambda run: run["nmse"])
         ax.plot(target, color="black", lw=1.2, label="ECG (target)")
         ax.plot(best["generated"], color="C3", lw=1, label=f"{kind}, best of {len(runs)} (NMSE {best['nmse']:.3f})")
-        ax.set(ylabel="scaled mV", ylim=(-1.3, 1.3))
+        ax.set(ylabel="scaled ECG", ylim=(-1.3, 1.3))
         ax.legend(loc="upper right", fontsize=8)
     axes[0].set_title(f"Generating 320 ECG samples from no input, ~{args.params} parameters each")
     axes[-2].set_xlabel("step (120 Hz)")
