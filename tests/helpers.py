@@ -2,6 +2,7 @@
 from hypothesis import HealthCheck, Phase, settings
 
 import tinygrad_rnn as tg
+from tinygrad_rnn.nn import trace_scan
 
 
 def hyp(max_examples=None):
@@ -28,3 +29,19 @@ class Cube(tg.Function):
     def backward(ctx, g):
         x, = ctx.saved_tensors
         return 3 * g * x * x
+
+
+def scan_nodes(*tensors):
+    """The whole-sequence (Scan) nodes of the graph behind ``tensors``."""
+    seen, stack = set(), [t.grad_fn for t in tensors if t.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(i.grad_fn for i in node.inputs if isinstance(i, tg.Tensor) and i.grad_fn is not None)
+    return [n for n in seen if isinstance(n, trace_scan.Scan)]
+
+
+def parts(state):
+    """A state's parts as a list: a tuple's items, or the one tensor."""
+    return list(state) if isinstance(state, tuple) else [state]

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import study
-from tinygrad_rnn.nn import trace_scan
-from helpers import hyp
+from helpers import hyp, parts, scan_nodes
 
 KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 MODES = ["kernel", "traced", "per_step"]
@@ -32,10 +31,6 @@ def tensor(a, device="cpu", grad=False):
     return tg.tensor(np.asarray(a, dtype=np.float64), dtype=tg.float64, device=device, requires_grad=grad)
 
 
-def parts(state):
-    return list(state) if isinstance(state, tuple) else [state]
-
-
 def randomize(module, rng, scale=0.6):
     module.load_state_dict({name: scale * rng.standard_normal(p.shape) for name, p in module.named_parameters()})
 
@@ -45,17 +40,6 @@ def assert_close(got, expected, msg="", rtol=1e-9, atol=1e-11):
     expected = expected.numpy() if isinstance(expected, tg.Tensor) else np.asarray(expected)
     assert got.shape == expected.shape, (msg, got.shape, expected.shape)
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol, err_msg=msg)
-
-
-def scan_nodes(*tensors):
-    """The Scan nodes of the graph behind ``tensors``."""
-    seen, stack = set(), [t.grad_fn for t in tensors if t.grad_fn is not None]
-    while stack:
-        node = stack.pop()
-        if node not in seen:
-            seen.add(node)
-            stack.extend(i.grad_fn for i in node.inputs if isinstance(i, tg.Tensor) and i.grad_fn is not None)
-    return [n for n in seen if isinstance(n, trace_scan.Scan)]
 
 
 def concatenated_reference(layer, make_single, x, hx, context, lengths):

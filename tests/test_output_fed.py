@@ -12,10 +12,9 @@ from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
-from tinygrad_rnn.nn import trace_scan
 from tinygrad_rnn.nn.teacher_forcing import teacher_mask
 from tinygrad_rnn.study import bptt_gradients, jvp, rtrl_gradients
-from helpers import hyp
+from helpers import hyp, parts, scan_nodes
 
 F64 = tg.float64
 
@@ -61,10 +60,6 @@ def load_random(module, rng, scale=0.7):
     return state
 
 
-def parts(state):
-    return list(state) if isinstance(state, tuple) else [state]
-
-
 def rebuild(like, items):
     return tuple(items) if isinstance(like, tuple) else items[0]
 
@@ -105,16 +100,6 @@ def gradients(out, final, inputs, rng):
     for f in parts(final):
         loss = loss + (f * tg.tensor(rng.standard_normal(f.shape), dtype=F64, device=f.device)).sum()
     return [None if g is None else g.numpy() for g in tg.grad(loss, inputs, allow_unused=True)]
-
-
-def scan_nodes(*tensors_):
-    seen, stack = set(), [t.grad_fn for t in tensors_ if t.grad_fn is not None]
-    while stack:
-        node = stack.pop()
-        if node not in seen:
-            seen.add(node)
-            stack.extend(i.grad_fn for i in node.inputs if isinstance(i, tg.Tensor) and i.grad_fn is not None)
-    return [n for n in seen if isinstance(n, trace_scan.Scan)]
 
 
 def close(got, expected, rtol=1e-10, atol=1e-12):
