@@ -42,3 +42,12 @@ def test_overhead_quick_run_writes_json(tmp_path):
     assert positive(data["tinygrad_gc_off"]["fwd_us_per_step"])
     assert data["recursion_ok"] is True
     assert data["gradients_agree"] is True
+
+
+def test_student_loop_quick_run_prints_every_length():
+    proc = subprocess.run([sys.executable, "benchmarks/student_loop.py", "--quick", "--repeats", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(("rnn ", "lstm "))]
+    assert [(r[0], r[1]) for r in rows] == [("rnn", "100"), ("rnn", "1,000"), ("lstm", "100"), ("lstm", "1,000")]
+    assert all(positive(float(r[4])) for r in rows), proc.stdout
