@@ -3,9 +3,74 @@
 A kernel's parameters may include ``PROJECTED_CONTEXT``: a (B, G*H) array added to every
 step's projected input (a layer's context, projected once: :mod:`tinygrad_rnn.nn.context`);
 ``projection`` adds it and ``input_grads`` returns its gradient, the sum over the steps.
+
+A kernel keeps its buffers from one call to the next (:class:`Plans`): a *plan* holds the
+arrays of one sequence shape and, built once, the views of them that each time step
+reads, so that a step is its NumPy calls and nothing else: no buffer to fault in, no
+view to build, as a hand-written NumPy loop would do it.
 """
 
 PROJECTED_CONTEXT = "projected_context"
+
+
+class Plans:
+    """A cell's kernel plans that no node holds, for the next call with the same key.
+
+    A node leases a plan for its forward pass and holds it until its backward has run
+    without ``retain_graph`` (``Scan.release``) or until the node itself is garbage; only
+    then can another call get it. Two passes in flight therefore never share buffers, and
+    a backward with ``retain_graph`` can run again on what its forward left. The kernels
+    never hand out a view of a plan: outputs, final states and gradients are fresh arrays.
+    At most ``KEEP`` free plans are kept, the most recently returned."""
+
+    KEEP = 2
+
+    def __init__(self):
+        self.free = []          # [(key, plan)], the most recently returned last
+
+    def lease(self, key, build):
+        """A :class:`Lease` on a free plan for ``key``, or on a new one made by ``build()``."""
+        for k in range(len(self.free) - 1, -1, -1):
+            if self.free[k][0] == key:
+                return Lease(self, key, self.free.pop(k)[1])
+        return Lease(self, key, build())
+
+    def give_back(self, key, plan):
+        self.free.append((key, plan))
+        if len(self.free) > self.KEEP:
+            del self.free[0]
+
+
+class Lease:
+    """One node's hold on a plan; the plan goes back to its :class:`Plans` once, when
+    :meth:`end` is called or the lease is garbage."""
+
+    __slots__ = ("plans", "key", "plan")
+
+    def __init__(self, plans, key, plan):
+        self.plans, self.key, self.plan = plans, key, plan
+
+    def end(self):
+        plan, self.plan = self.plan, None
+        if plan is not None:
+            self.plans.give_back(self.key, plan)
+
+    __del__ = end
+
+
+def lease_plan(ctx, cell, key, build):
+    """The plan for ``key`` from ``cell``'s plans (made by ``build()`` if none is free), leased
+    to the node ``ctx`` until it is released."""
+    plans = cell.__dict__.get("_kernel_plans")
+    if plans is None:
+        plans = cell.__dict__["_kernel_plans"] = Plans()
+    ctx.lease = plans.lease(key, build)
+    return ctx.lease.plan
+
+
+def plan_key(x, *sizes):
+    """What fixes a plan's buffers: the input's shape, dtype and device, and the kernel's sizes."""
+    return (x.shape, x.dtype, type(x), str(getattr(x, "device", "")), sizes)
 
 
 def half_sigmoid_rows(xp, layout, hidden_size, dtype):
@@ -16,12 +81,17 @@ def half_sigmoid_rows(xp, layout, hidden_size, dtype):
     return scale
 
 
-def projection(xp, x, w_ih, bias, scale=None, context=None):
-    """(x W_ih^T + b + q) * scale for all T*B rows at once: (T, B, I) -> (T, B, G*H), a new array;
-    q (B, G*H) is the projected context added at every step, or None."""
+def projection(xp, x, w_ih, bias, out, w_t, scale=None, context=None):
+    """out (T, B, G*H) = (x W_ih^T + b + q) * scale for all T*B rows at once, one matmul;
+    q (B, G*H) is the projected context added at every step, or None. ``w_t`` (I, G*H) is
+    the buffer W_ih^T * scale is written into: a C-ordered right operand, which BLAS
+    multiplies faster than the transposed view W_ih.T."""
     steps, batch, features = x.shape
-    w_t = w_ih.T if scale is None else w_ih.T * scale
-    out = (x.reshape(steps * batch, features) @ w_t).reshape(steps, batch, -1)
+    if scale is None:
+        xp.copyto(w_t, w_ih.T)
+    else:
+        xp.multiply(w_ih.T, scale, out=w_t)
+    xp.matmul(x.reshape(steps * batch, features), w_t, out=out.reshape(steps * batch, -1))
     for term in (bias, context):
         if term is not None:
             out += term if scale is None else term * scale
@@ -54,10 +124,11 @@ def needs_context(need_params):
     return need_params.get(PROJECTED_CONTEXT, False)
 
 
-def derivative_times(xp, out, s, other):
-    """out = other * s (1 - s): a sigmoid output's derivative times ``other`` (``out`` may be ``other``)."""
-    if out is other:
-        out *= s
-    else:
-        xp.multiply(other, s, out=out)
-    out -= out * s
+def fresh_outputs(xp, states, valid, start):
+    """The outputs (T, B, H) of a layer whose states (T+1, B, H) live in a plan: a copy of
+    states[1:], zero where ``valid`` is False (``start``: the first step where a row has ended)."""
+    out = states[1:].copy()
+    if start is not None:
+        m = valid[start:].reshape(valid[start:].shape + (1,) * (out.ndim - 2))
+        out[start:] = xp.where(m, out[start:], 0)
+    return out

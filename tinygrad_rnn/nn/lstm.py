@@ -19,12 +19,11 @@ shows what it still pays over the traced step.
 """
 from .. import backend
 from .cells import GatedCell, GateLayout
-from .kernels import context_of, derivative_times, half_sigmoid_rows, input_grads, needs_context, projection
-from .trace_scan import Kernel, carry, mask_outputs, masked_steps, step_mask
+from .kernels import (context_of, fresh_outputs, half_sigmoid_rows, input_grads, lease_plan,
+                      needs_context, plan_key, projection)
+from .trace_scan import Kernel, carry, masked_steps
 
 GATES = GateLayout(i="sigmoid", f="sigmoid", g="tanh", o="sigmoid")
-_FROM_C = slice(0, 3)       # the blocks of i, f, g: the gates whose gradient comes through dc
-_FROM_H = 3                 # the block of o: its gradient comes through dh
 _CHUNK = 1 << 15            # elements per gate in a chunk of steps of the backward pass
 
 
@@ -39,7 +38,8 @@ class LSTMKernel(Kernel):
     The local derivatives are computed a chunk of steps at a time, just before the loop
     reaches them (while they are in cache: computed for all T at once, they cost per step
     3x more at T = 10,000 than at T = 100); dL/dW_hh, dL/dW_ih and dL/dx are one matmul
-    each over all T*B rows."""
+    each over all T*B rows. The buffers and the views each step reads are a :class:`_Plan`,
+    kept for the next call of the same shape (:class:`~tinygrad_rnn.nn.kernels.Plans`)."""
 
     takes_context = True        # a projected context among its parameters is added at every step
 
@@ -51,101 +51,170 @@ class LSTMKernel(Kernel):
         w_ih, w = params["weight_ih"], params["weight_hh"]
         bias = None if params["bias_ih"] is None else params["bias_ih"] + params["bias_hh"]
         n = w.shape[1]
-        i, f, g, o = (GATES.rows(name, n) for name in GATES.names)
-        scale = half_sigmoid_rows(xp, GATES, n, x.dtype)
-        shift = 1 - scale                                      # 0.5 on sigmoid rows, 0 on g
-        acts = projection(xp, x, w_ih, bias, scale, context_of(params))   # becomes the activated gates
-        hs = xp.empty((steps + 1, batch, n), x.dtype)
-        cs = xp.empty((steps + 1, batch, n), x.dtype)
+        plan = lease_plan(ctx, cell, plan_key(x, n), lambda: _Plan(xp, steps, batch, x.shape[2], n, x.dtype))
+        hs, cs = plan.hs, plan.cs
         hs[0], cs[0] = h0, c0
-        w_t = xp.ascontiguousarray(w.T * scale)
-        rec, ig = xp.empty((batch, 4 * n), x.dtype), xp.empty((batch, n), x.dtype)
+        projection(xp, x, w_ih, bias, plan.acts, plan.w_ih_t, plan.column_scale, context_of(params))   # becomes the gates
+        xp.multiply(w.T, plan.column_scale, out=plan.w_t)
+        w_t, rec, ig, scale, shift = plan.w_t, plan.rec, plan.ig, plan.scale, plan.shift
         start = masked_steps(valid)
-        for t in range(steps):
-            z = acts[t]
-            xp.matmul(hs[t], w_t, out=rec)
-            z += rec
-            xp.tanh(z, out=z)
-            z *= scale
-            z += shift
-            xp.multiply(z[:, f], cs[t], out=cs[t + 1])
-            xp.multiply(z[:, i], z[:, g], out=ig)
-            cs[t + 1] += ig
-            xp.tanh(cs[t + 1], out=hs[t + 1])
-            hs[t + 1] *= z[:, o]
-            mask = step_mask(valid, start, t)
-            if mask is not None:
-                carry(xp, hs[t + 1], hs[t], mask)
-                carry(xp, cs[t + 1], cs[t], mask)
-        ctx.start, ctx.cache, ctx.states = start, acts, (hs, cs)
-        return mask_outputs(xp, hs[1:], valid, start), hs[steps].copy(), cs[steps].copy()
+        add, matmul, multiply, tanh = xp.add, xp.matmul, xp.multiply, xp.tanh
+        for t, (h, z, i, f, g, o, c, c_next, tanh_c, h_next) in enumerate(plan.forward_steps):
+            matmul(h, w_t, out=rec)
+            add(z, rec, out=z)
+            tanh(z, out=z)                                  # tanh(z_g), tanh(z / 2) for the others
+            multiply(z, scale, out=z)
+            add(z, shift, out=z)                            # i, f, o = sigmoid(z)
+            multiply(f, c, out=c_next)
+            multiply(i, g, out=ig)
+            add(c_next, ig, out=c_next)
+            tanh(c_next, out=tanh_c)
+            multiply(o, tanh_c, out=h_next)
+            if start is not None and t >= start:
+                mask = valid[t][:, None]
+                carry(xp, h_next, h, mask)
+                carry(xp, c_next, c, mask)
+        ctx.start, ctx.plan, ctx.states = start, plan, (hs, cs)
+        return fresh_outputs(xp, hs, valid, start), hs[steps].copy(), cs[steps].copy()
 
     @staticmethod
     def backward(ctx, d_out, d_final, need_x, need_parts, need_params):
         x, w_ih, w = ctx.saved_tensors[0], ctx.params["weight_ih"], ctx.params["weight_hh"]
-        xp, valid, start = ctx.xp, ctx.valid, ctx.start
-        acts, (hs, cs) = ctx.cache, ctx.states
-        steps, batch, width = acts.shape
-        n = width // 4
-        dz_all = xp.empty((steps, batch, 4, n), acts.dtype)    # d(pre-activation) / (dc or dh), then dz
-        chunk = max(1, _CHUNK // (batch * n))
-        dc_from_h = xp.empty((chunk, batch, n), acts.dtype)
-        dh, dc = d_final[0].copy(), d_final[1].copy()
-        tmp = xp.empty_like(dh)
-        forget = acts[..., GATES.rows("f", n)]
-        reads_out = d_out is not None                           # False when only the final state is used
-        for stop in range(steps, 0, -chunk):                    # a chunk of steps at a time, the last first:
-            first = max(0, stop - chunk)                        # its local derivatives stay in cache for its loop
-            _local_derivatives(xp, acts[first:stop], cs[first:stop + 1], dz_all[first:stop],
-                               dc_from_h[:stop - first])
-            for t in range(stop - 1, first - 1, -1):
-                mask = step_mask(valid, start, t)
+        xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, ctx.plan
+        back = plan.backward()
+        dh, dc, tmp = back.dh, back.dc, back.tmp
+        xp.copyto(dh, d_final[0])
+        xp.copyto(dc, d_final[1])
+        reads_out, need_h0 = d_out is not None, need_parts[0]  # reads_out False when only h_n, c_n are used
+        add, matmul, multiply = xp.add, xp.matmul, xp.multiply
+        for locals_of_chunk, steps_back in back.chunks:         # the last chunk first: its local
+            _local_derivatives(xp, *locals_of_chunk)            # derivatives stay in cache for its loop
+            for t, dz_rows, dz_o, dz_ifg, local_o, local_ifg, dc_from_h, forget in steps_back:
+                if start is not None and t >= start:
+                    _masked_step(xp, valid[t][:, None], None if d_out is None else d_out[t], w, back,
+                                 (dz_rows, dz_o, dz_ifg, local_o, local_ifg, dc_from_h, forget))
+                    continue
                 if reads_out:
-                    dh += d_out[t] if mask is None else d_out[t] * mask
-                dc_in = None if mask is None else dc.copy()
-                xp.multiply(dh, dc_from_h[t - first], out=tmp)
-                dc += tmp
-                dz = dz_all[t]
-                dz[:, _FROM_C] *= dc[:, None]
-                dz[:, _FROM_H] *= dh
-                dc *= forget[t]
-                dz = dz.reshape(batch, width)
-                if mask is not None:
-                    dz *= mask
-                    carry(xp, dc, dc_in, mask)
-                    dh = xp.where(mask, dz @ w, dh)
-                else:
-                    xp.matmul(dz, w, out=dh)
-        dz_all = dz_all.reshape(steps, batch, width)
-        grads = input_grads(dz_all, x, w_ih, need_x, need_params["weight_ih"], needs_context(need_params))
+                    add(dh, d_out[t], out=dh)
+                multiply(dh, dc_from_h, out=tmp)
+                add(dc, tmp, out=dc)                         # dc_t
+                multiply(local_o, dh, out=dz_o)
+                multiply(local_ifg, dc, out=dz_ifg)
+                multiply(dc, forget, out=dc)                 # dc_{t-1}
+                if t or need_h0:
+                    matmul(dz_rows, w, out=dh)               # dh_{t-1}
+        steps, batch, _ = x.shape
+        grads = input_grads(back.dz, x, w_ih, need_x, need_params["weight_ih"], needs_context(need_params))
         if need_params["weight_hh"]:
-            grads["weight_hh"] = dz_all.reshape(-1, width).T @ hs[:-1].reshape(-1, n)
+            grads["weight_hh"] = back.dz_rows.T @ plan.hs[:-1].reshape(steps * batch, -1)
         if need_params["bias_ih"] or need_params["bias_hh"]:
-            db = dz_all.reshape(-1, width).sum(axis=0)
+            db = back.dz_rows.sum(axis=0)
             grads["bias_ih"], grads["bias_hh"] = db, db
         dx = grads.pop("x", None)
-        return dx, (dh if need_parts[0] else None, dc if need_parts[1] else None), grads
+        return dx, (dh.copy() if need_h0 else None, dc.copy() if need_parts[1] else None), grads
 
 
-def _local_derivatives(xp, acts, cs, dz, dc_from_h):
-    """For a chunk of S steps: dz (S, B, 4, H) gets each gate's d(pre-activation) per unit of the
-    gradient that drives it (dc for i, f, g; dh for o), and dc_from_h (S, B, H) gets
-    o (1 - tanh^2 c'), what dh adds to dc; acts (S, B, 4H) holds the activated gates, cs the
-    S + 1 cell states around the chunk."""
-    n = dz.shape[-1]
-    i, f, g, o = (acts[..., GATES.rows(name, n)] for name in GATES.names)
-    blocks = {name: dz[:, :, k] for k, name in enumerate(GATES.names)}
-    derivative_times(xp, blocks["i"], i, g)                     # g i (1 - i)
-    derivative_times(xp, blocks["f"], f, cs[:-1])               # c f (1 - f)
-    xp.multiply(g, g, out=blocks["g"])                          # i (1 - g^2)
-    xp.subtract(1, blocks["g"], out=blocks["g"])
-    blocks["g"] *= i
-    tanh_c = blocks["o"]
-    xp.tanh(cs[1:], out=tanh_c)
-    xp.multiply(tanh_c, tanh_c, out=dc_from_h)                  # o (1 - tanh^2 c')
+def _masked_step(xp, mask, d_out_t, w, back, views):
+    """One step back where some rows (``mask`` False) are past their length: those rows add
+    nothing to the gradients and pass dh and dc on unchanged."""
+    dz_rows, dz_o, dz_ifg, local_o, local_ifg, dc_from_h, forget = views
+    dh, dc = back.dh, back.dc
+    if d_out_t is not None:
+        dh += d_out_t * mask
+    dc_in = dc.copy()
+    dc += dh * dc_from_h
+    xp.multiply(local_o, dh, out=dz_o)
+    xp.multiply(local_ifg, dc, out=dz_ifg)
+    dc *= forget
+    dz_rows *= mask
+    carry(xp, dc, dc_in, mask)
+    xp.copyto(dh, dz_rows @ w, where=mask)
+
+
+class _Plan:
+    """An LSTM layer's buffers for one shape, and the views each step reads.
+
+    acts (T, B, 4H): the projected inputs, then the pre-activations, then the gates; hs, cs
+    (T+1, B, H): the states; w_t (H, 4H): W_hh^T with its sigmoid columns halved; scale and
+    shift (B, 4H): 0.5 and 0.5 on sigmoid columns, 1 and 0 on g. The backward pass's own
+    buffers (:class:`_BackwardPlan`) are made at its first backward."""
+
+    def __init__(self, xp, steps, batch, inputs, n, dtype):
+        self.w_ih_t = xp.empty((inputs, 4 * n), dtype)                   # W_ih^T (sigmoid columns halved)
+        self.acts = xp.empty((steps, batch, 4 * n), dtype)
+        self.hs, self.cs = xp.empty((steps + 1, batch, n), dtype), xp.empty((steps + 1, batch, n), dtype)
+        self.tanh_c = xp.empty((steps, batch, n), dtype)
+        self.column_scale = half_sigmoid_rows(xp, GATES, n, dtype)
+        self.scale = xp.ascontiguousarray(xp.broadcast_to(self.column_scale, (batch, 4 * n)))
+        self.shift = 1 - self.scale
+        self.w_t = xp.empty((n, 4 * n), dtype)
+        self.rec, self.ig = xp.empty((batch, 4 * n), dtype), xp.empty((batch, n), dtype)
+        rows = [GATES.rows(name, n) for name in GATES.names]
+        acts, hs, cs = self.acts, self.hs, self.cs
+        self.forward_steps = [(hs[t], acts[t], *(acts[t][:, r] for r in rows), cs[t], cs[t + 1], self.tanh_c[t],
+                               hs[t + 1]) for t in range(steps)]
+        self._backward = None
+
+    def backward(self):
+        if self._backward is None:
+            self._backward = _BackwardPlan(self)
+        return self._backward
+
+
+class _BackwardPlan:
+    """dz (T, B, 4H): each step's dz; dh, dc, tmp (B, H); and for a chunk of S steps, gate-major
+    so that the local derivatives are computed on contiguous arrays: local (4, S, B, H), i f g o
+    then each gate's d(pre-activation) per unit of dc (i, f, g) or dh (o); dc_from_h (S, B, H),
+    o (1 - tanh^2 c_t); forget (S, B, H), f. ``chunks``: per chunk, the last first, the
+    arguments of :func:`_local_derivatives` and the views of each of its steps, the last first."""
+
+    def __init__(self, plan):
+        acts = plan.acts
+        steps, batch, width = acts.shape
+        n = width // 4
+        xp = backend.get_array_module(acts)
+        self.dz = xp.empty((steps, batch, width), acts.dtype)
+        self.dz_rows = self.dz.reshape(steps * batch, width)
+        by_gate = self.dz.reshape(steps, batch, 4, n).transpose(0, 2, 1, 3)     # dz[t] as (4, B, H)
+        size = min(steps, max(1, _CHUNK // (batch * n)))
+        self.local = xp.empty((4, size, batch, n), acts.dtype)
+        self.dc_from_h, self.forget, self.scratch = (xp.empty((size, batch, n), acts.dtype) for _ in range(3))
+        self.dh, self.dc, self.tmp = (xp.empty((batch, n), acts.dtype) for _ in range(3))
+        self.chunks = []
+        for stop in range(steps, 0, -size):
+            first = max(0, stop - size)
+            m = stop - first
+            gates = acts[first:stop].reshape(m, batch, 4, n).transpose(2, 0, 1, 3)
+            locals_of_chunk = (gates, plan.tanh_c[first:stop], plan.cs[first:stop], self.local[:, :m],
+                               self.dc_from_h[:m], self.forget[:m], self.scratch[:m])
+            self.chunks.append((locals_of_chunk, [
+                (t, self.dz[t], by_gate[t, 3], by_gate[t, :3], self.local[3, t - first], self.local[:3, t - first],
+                 self.dc_from_h[t - first], self.forget[t - first]) for t in range(stop - 1, first - 1, -1)]))
+
+
+def _local_derivatives(xp, gates, tanh_c, c_prev, local, dc_from_h, forget, scratch):
+    """For a chunk of S steps, from the gates (4, S, B, H) and tanh(c_t), c_{t-1} (S, B, H):
+    local = each gate's d(pre-activation) per unit of the gradient that drives it,
+    g i (1 - i), c_{t-1} f (1 - f), i (1 - g^2) per unit of dc_t and tanh(c_t) o (1 - o) per
+    unit of dh_t; dc_from_h = o (1 - tanh^2 c_t), what dh_t adds to dc_t; forget = f."""
+    xp.copyto(local, gates)
+    i, f, g, o = local
+    xp.multiply(tanh_c, tanh_c, out=dc_from_h)
     xp.subtract(1, dc_from_h, out=dc_from_h)
-    dc_from_h *= o
-    derivative_times(xp, tanh_c, o, tanh_c)                     # tanh(c') o (1 - o)
+    xp.multiply(dc_from_h, o, out=dc_from_h)
+    xp.subtract(1, o, out=scratch)
+    xp.multiply(scratch, tanh_c, out=scratch)
+    xp.multiply(o, scratch, out=o)
+    xp.copyto(forget, f)
+    xp.subtract(1, f, out=scratch)
+    xp.multiply(scratch, c_prev, out=scratch)
+    xp.multiply(f, scratch, out=f)
+    xp.subtract(1, i, out=scratch)
+    xp.multiply(scratch, g, out=scratch)
+    xp.multiply(g, g, out=g)
+    xp.subtract(1, g, out=g)
+    xp.multiply(g, i, out=g)
+    xp.multiply(i, scratch, out=i)
 
 
 class LSTMCell(GatedCell):

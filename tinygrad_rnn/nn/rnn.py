@@ -9,15 +9,17 @@ in-place activation.
 """
 from .. import backend
 from .cells import GatedCell, GateLayout
-from .kernels import context_of, input_grads, needs_context, projection
-from .trace_scan import Kernel, carry, mask_outputs, masked_steps, named, step_mask
+from .kernels import context_of, fresh_outputs, input_grads, lease_plan, needs_context, plan_key, projection
+from .trace_scan import Kernel, carry, masked_steps, named
 
 GATES = GateLayout(h="tanh")
 
 
 class RNNKernel(Kernel):
     """All T steps of an Elman layer on arrays; backward da_t = dh_t act'(a_t),
-    dh_{t-1} = da_t W_hh, and dL/dW_hh = sum_t da_t^T h_{t-1} as one matmul."""
+    dh_{t-1} = da_t W_hh, and dL/dW_hh = sum_t da_t^T h_{t-1} as one matmul. The buffers
+    and the views each step reads are a :class:`_Plan`, kept for the next call of the
+    same shape (:class:`~tinygrad_rnn.nn.kernels.Plans`)."""
 
     takes_context = True        # a projected context among its parameters is added at every step
 
@@ -29,57 +31,77 @@ class RNNKernel(Kernel):
         w = params["weight_hh"]
         bias = None if params["bias_ih"] is None else params["bias_ih"] + params["bias_hh"]
         n = w.shape[1]
-        hs = xp.empty((steps + 1, batch, n), x.dtype)
+        plan = lease_plan(ctx, cell, plan_key(x, n), lambda: _Plan(xp, steps, batch, x.shape[2], n, x.dtype))
+        hs, rec, w_t = plan.hs, plan.rec, plan.w_t
         hs[0] = h0
-        hs[1:] = projection(xp, x, params["weight_ih"], bias, context=context_of(params))
-        w_t = xp.ascontiguousarray(w.T)
-        rec = xp.empty((batch, n), x.dtype)
+        projection(xp, x, params["weight_ih"], bias, hs[1:], plan.w_ih_t, context=context_of(params))
+        xp.copyto(w_t, w.T)
         start = masked_steps(valid)
         ctx.nonlinearity = cell.nonlinearity
-        tanh = cell.nonlinearity == "tanh"
-        for t in range(steps):
-            new = hs[t + 1]
-            xp.matmul(hs[t], w_t, out=rec)
-            new += rec
-            if tanh:
-                xp.tanh(new, out=new)
+        relu = cell.nonlinearity == "relu"
+        add, matmul, maximum, tanh = xp.add, xp.matmul, xp.maximum, xp.tanh
+        for t, (h, new) in enumerate(plan.forward_steps):
+            matmul(h, w_t, out=rec)
+            add(new, rec, out=new)
+            if relu:
+                maximum(new, 0, out=new)
             else:
-                xp.maximum(new, 0, out=new)
-            mask = step_mask(valid, start, t)
-            if mask is not None:
-                carry(xp, new, hs[t], mask)
-        ctx.start, ctx.states = start, (hs,)
-        return mask_outputs(xp, hs[1:], valid, start), hs[steps].copy()
+                tanh(new, out=new)
+            if start is not None and t >= start:
+                carry(xp, new, h, valid[t][:, None])
+        ctx.start, ctx.plan, ctx.states = start, plan, (hs,)
+        return fresh_outputs(xp, hs, valid, start), hs[steps].copy()
 
     @staticmethod
     def backward(ctx, d_out, d_final, need_x, need_parts, need_params):
         x, w = ctx.saved_tensors[0], ctx.params["weight_hh"]
-        xp, valid, start, (hs,) = ctx.xp, ctx.valid, ctx.start, ctx.states
-        steps, n = x.shape[0], w.shape[1]
-        slope = 1 - hs[1:] * hs[1:] if ctx.nonlinearity == "tanh" else (hs[1:] > 0).astype(x.dtype)
-        da_all = xp.empty_like(slope)
-        dh = d_final[0].copy()
-        reads_out = d_out is not None
-        for t in range(steps - 1, -1, -1):
-            mask = step_mask(valid, start, t)
-            if reads_out:
-                dh += d_out[t] if mask is None else d_out[t] * mask
-            da = da_all[t]
-            xp.multiply(dh, slope[t], out=da)
-            if mask is not None:
+        xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, ctx.plan
+        steps, batch, _ = x.shape
+        hs, da_all, dh = plan.hs, plan.da, plan.dh
+        if ctx.nonlinearity == "tanh":                          # act'(a_t) for all t, made da_t in the loop
+            xp.multiply(hs[1:], hs[1:], out=da_all)
+            xp.subtract(1, da_all, out=da_all)
+        else:
+            xp.sign(hs[1:], out=da_all)                         # relu: h_t >= 0, so 1 where h_t > 0, else 0
+        xp.copyto(dh, d_final[0])
+        reads_out, need_h0 = d_out is not None, need_parts[0]
+        add, matmul, multiply = xp.add, xp.matmul, xp.multiply
+        for t, da in plan.backward_steps:
+            if start is not None and t >= start:
+                mask = valid[t][:, None]
+                if reads_out:
+                    dh += d_out[t] * mask
+                da *= dh
                 da *= mask
-                dh = xp.where(mask, da @ w, dh)
-            else:
-                xp.matmul(da, w, out=dh)
+                xp.copyto(dh, da @ w, where=mask)
+                continue
+            if reads_out:
+                add(dh, d_out[t], out=dh)
+            multiply(da, dh, out=da)
+            if t or need_h0:
+                matmul(da, w, out=dh)
         grads = input_grads(da_all, x, ctx.params["weight_ih"], need_x, need_params["weight_ih"],
                             needs_context(need_params))
         if need_params["weight_hh"]:
-            grads["weight_hh"] = da_all.reshape(-1, n).T @ hs[:-1].reshape(-1, n)
+            grads["weight_hh"] = da_all.reshape(-1, da_all.shape[-1]).T @ hs[:-1].reshape(steps * batch, -1)
         if need_params["bias_ih"] or need_params["bias_hh"]:
-            db = da_all.reshape(-1, n).sum(axis=0)
+            db = da_all.reshape(-1, da_all.shape[-1]).sum(axis=0)
             grads["bias_ih"], grads["bias_hh"] = db, db
         dx = grads.pop("x", None)
-        return dx, (dh if need_parts[0] else None,), grads
+        return dx, (dh.copy() if need_h0 else None,), grads
+
+
+class _Plan:
+    """An RNN layer's buffers for one shape, and the views each step reads: hs (T+1, B, H),
+    hs[t + 1] first the projected input of step t, then h_t; da (T, B, H), act'(a_t), then
+    da_t; w_t = W_hh^T; rec and dh (B, H)."""
+
+    def __init__(self, xp, steps, batch, inputs, n, dtype):
+        self.w_ih_t = xp.empty((inputs, n), dtype)                   # W_ih^T
+        self.hs, self.da = xp.empty((steps + 1, batch, n), dtype), xp.empty((steps, batch, n), dtype)
+        self.w_t, self.rec, self.dh = xp.empty((n, n), dtype), xp.empty((batch, n), dtype), xp.empty((batch, n), dtype)
+        self.forward_steps = [(self.hs[t], self.hs[t + 1]) for t in range(steps)]
+        self.backward_steps = [(t, self.da[t]) for t in range(steps - 1, -1, -1)]
 
 
 class RNNCell(GatedCell):

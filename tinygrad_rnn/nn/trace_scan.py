@@ -927,6 +927,13 @@ class Scan(Function):
 
     materialize_grads = False
 
+    def release(self):
+        """Free what backward no longer needs, and give a kernel's buffers back for reuse."""
+        super().release()
+        lease = self.__dict__.pop("lease", None)
+        if lease is not None:
+            lease.end()
+
     @staticmethod
     def forward(ctx, x, *rest, program, valid):
         n = program.n_state
