@@ -21,6 +21,9 @@ from .trace_scan import Kernel, carry, masked_steps, named
 GATES = GateLayout(r="sigmoid", z="sigmoid", n="tanh")
 
 
+_CHUNK = 1 << 15            # elements per gate in a chunk of steps of the backward pass
+
+
 class GRUKernel(Kernel):
     """All T steps of a GRU layer on arrays, with backpropagation through time by hand;
     with q = h W_hn^T + b_hn and p_n = x W_in^T + b_in:
@@ -29,10 +32,13 @@ class GRUKernel(Kernel):
         dz_r = dp_n q r (1 - r)               dz_z = dh_t (h_{t-1} - n) z (1 - z)
         dh_{t-1} = dh_t z + [dz_r, dz_z, dq] W_hh
 
-    The input side gets [dz_r, dz_z, dp_n], the recurrent side [dz_r, dz_z, dq]. b_hr and
-    b_hz are added with the input projection (they sum with it before the sigmoid); only
-    b_hn stays in the step. The buffers and the views each step reads are a :class:`_Plan`,
-    kept for the next call of the same shape (:class:`~tinygrad_rnn.nn.kernels.Plans`)."""
+    The input side gets [dz_r, dz_z, dp_n], the recurrent side [dz_r, dz_z, dq]: one
+    (T, B, 4H) buffer holds dq | dz_r | dz_z | dp_n per step, so that each side is a run of
+    three blocks (the recurrent side's rows of W_hh taken in the order n | r | z) and each
+    pair of neighbouring blocks is one multiply by a pair of local derivatives. b_hr and
+    b_hz are added with the input projection (they sum with it before the sigmoid); b_hn
+    stays in the step, inside r * (...). The buffers and the views each step reads are a
+    :class:`_Plan`, kept for the next call of the same shape (:class:`~tinygrad_rnn.nn.kernels.Plans`)."""
 
     takes_context = True        # a projected context among its parameters is added at every step
 
@@ -51,26 +57,24 @@ class GRUKernel(Kernel):
             b_hn = b_hh[2 * n:]
         projection(xp, x, w_ih, bias, plan.p, plan.w_ih_t, plan.column_scale, context_of(params))
         xp.multiply(w.T, plan.column_scale, out=plan.w_t)
-        hs, w_t, gh, gh_rz, gh_n = plan.hs, plan.w_t, plan.gh, plan.gh_rz, plan.gh_n
+        hs, w_t, scale, shift = plan.hs, plan.w_t, plan.scale, plan.shift
         hs[0] = h0
         start = masked_steps(valid)
         add, matmul, multiply, subtract, tanh = xp.add, xp.matmul, xp.multiply, xp.subtract, xp.tanh
-        for t, (h, h_next, rz, p_rz, q, cand, r, z, p_n) in enumerate(plan.forward_steps):
-            matmul(h, w_t, out=gh)
-            add(p_rz, gh_rz, out=rz)
-            tanh(rz, out=rz)                                # r | z = sigmoid, by one tanh of halves
-            multiply(rz, 0.5, out=rz)
-            add(rz, 0.5, out=rz)
+        for t, (h, h_next, rec, q, a, p, r, z, cand, p_n, h_minus_n) in enumerate(plan.forward_steps):
+            matmul(h, w_t, out=rec)                            # h W_hh^T (r, z halved); its last block is q
             if b_hn is not None:
-                add(gh_n, b_hn, out=q)
-            else:
-                xp.copyto(q, gh_n)
-            multiply(r, q, out=cand)
+                add(q, b_hn, out=q)
+            add(p, rec, out=a)
+            tanh(a, out=a)
+            multiply(a, scale, out=a)
+            add(a, shift, out=a)                               # r | z = sigmoid, one tanh of halves; the
+            multiply(r, q, out=cand)                           # third block is overwritten with n:
             add(cand, p_n, out=cand)
             tanh(cand, out=cand)
-            subtract(h, cand, out=h_next)                   # h' = n + z (h - n)
-            multiply(h_next, z, out=h_next)
-            add(h_next, cand, out=h_next)
+            subtract(h, cand, out=h_minus_n)
+            multiply(h_minus_n, z, out=h_next)
+            add(h_next, cand, out=h_next)                      # h' = n + z (h - n)
             if start is not None and t >= start:
                 carry(xp, h_next, h, valid[t][:, None])
         ctx.start, ctx.plan, ctx.states = start, plan, (hs,)
@@ -82,58 +86,62 @@ class GRUKernel(Kernel):
         xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, ctx.plan
         back = plan.backward()
         steps, batch, _ = x.shape
-        _coefficients(xp, plan, back)
-        dh, rec = back.dh, back.rec
+        n = w.shape[1]
+        w_back, dh, rec = back.w_back, back.dh, back.rec
+        w_back[:n], w_back[n:] = w[2 * n:], w[:2 * n]           # rows n | r | z, as dq | dz_r | dz_z
         xp.copyto(dh, d_final[0])
-        reads_out = d_out is not None
+        reads_out, need_h0 = d_out is not None, need_parts[0]
         add, matmul, multiply = xp.add, xp.matmul, xp.multiply
-        for t, dg, d_pn, dz_r, dz_z, dq, coef_n, coef_r, coef_z, r, z in back.steps:
-            if start is not None and t >= start:
-                mask = valid[t][:, None]
+        for locals_of_chunk, steps_back in back.chunks:         # the last chunk first
+            _local_derivatives(xp, *locals_of_chunk)
+            for t, dz_z_dp_n, dq_dz_r, dp_n, d_hh, coef_z_n, r_coef_r, z in steps_back:
+                if start is not None and t >= start:
+                    mask = valid[t][:, None]
+                    if reads_out:
+                        dh += d_out[t] * mask
+                    multiply(coef_z_n, dh, out=dz_z_dp_n)
+                    dz_z_dp_n *= mask
+                    multiply(r_coef_r, dp_n, out=dq_dz_r)
+                    xp.copyto(dh, dh * z + d_hh @ w_back, where=mask)
+                    continue
                 if reads_out:
-                    dh += d_out[t] * mask
-                multiply(dh, coef_n, out=d_pn)
-                d_pn *= mask
-                multiply(d_pn, coef_r, out=dz_r)
-                multiply(dh, coef_z, out=dz_z)
-                dz_z *= mask
-                multiply(d_pn, r, out=dq)
-                xp.copyto(dh, dh * z + dg @ w, where=mask)
-                continue
-            if reads_out:
-                add(dh, d_out[t], out=dh)
-            multiply(dh, coef_n, out=d_pn)
-            multiply(d_pn, coef_r, out=dz_r)
-            multiply(dh, coef_z, out=dz_z)
-            multiply(d_pn, r, out=dq)
-            matmul(dg, w, out=rec)
-            multiply(dh, z, out=dh)
-            add(dh, rec, out=dh)
-        d_gh, dp = back.d_gh, back.dp                        # recurrent side [dz_r, dz_z, dq]; input side
-        dp[..., :2 * dh.shape[1]] = d_gh[..., :2 * dh.shape[1]]   # [dz_r, dz_z, dp_n]
-        grads = input_grads(dp, x, w_ih, need_x, need_params["weight_ih"], needs_context(need_params))
+                    add(dh, d_out[t], out=dh)
+                multiply(coef_z_n, dh, out=dz_z_dp_n)           # dz_z, dp_n
+                multiply(r_coef_r, dp_n, out=dq_dz_r)           # dq, dz_r
+                if t or need_h0:
+                    matmul(d_hh, w_back, out=rec)
+                    multiply(dh, z, out=dh)
+                    add(dh, rec, out=dh)                        # dh_{t-1}
+        d_rows = back.d.reshape(steps * batch, 4 * n)
+        recurrent, d_input = d_rows[:, :3 * n], back.d[..., n:]   # [dq, dz_r, dz_z]; [dz_r, dz_z, dp_n]
+        grads = input_grads(d_input, x, w_ih, need_x, need_params["weight_ih"], needs_context(need_params))
         if need_params["bias_ih"]:
-            grads["bias_ih"] = dp.reshape(steps * batch, -1).sum(axis=0)
+            grads["bias_ih"] = d_rows[:, n:].sum(axis=0)
         if need_params["weight_hh"]:
-            grads["weight_hh"] = d_gh.reshape(steps * batch, -1).T @ plan.hs[:-1].reshape(steps * batch, -1)
+            grads["weight_hh"] = _rows_rzn(xp, recurrent.T @ plan.hs[:-1].reshape(steps * batch, n), n)
         if need_params["bias_hh"]:
-            grads["bias_hh"] = d_gh.sum(axis=(0, 1))
+            grads["bias_hh"] = _rows_rzn(xp, recurrent.sum(axis=0), n)
         dx = grads.pop("x", None)
-        return dx, (dh.copy() if need_parts[0] else None,), grads
+        return dx, (dh.copy() if need_h0 else None,), grads
 
 
-def _coefficients(xp, plan, back):
-    """Per step, what dh_t turns into along each path (all T at once, in the backward plan):
-    coef_n = (1 - z)(1 - n^2), coef_r = q r (1 - r), coef_z = (h_{t-1} - n) z (1 - z)."""
-    r, z, cand, q = plan.r, plan.z, plan.cand, plan.q
-    coef_n, coef_r, coef_z = back.coef_n, back.coef_r, back.coef_z
-    xp.subtract(plan.hs[:-1], cand, out=coef_z)
+def _rows_rzn(xp, g, n):
+    """Rows n | r | z of ``g`` (the recurrent side's order) put back in the order r | z | n."""
+    return xp.concatenate([g[n:], g[:n]])
+
+
+def _local_derivatives(xp, rz, q, cand, h_minus_n, local, scratch):
+    """For a chunk of S steps, gate-major, from r and z (2, S, B, H) and q, n, h_{t-1} - n
+    (S, B, H): local (5, S, B, H) = r, coef_r = q r (1 - r) (dz_r per dp_n),
+    coef_z = (h_{t-1} - n) z (1 - z) (dz_z per dh), coef_n = (1 - z)(1 - n^2) (dp_n per dh), z."""
+    xp.copyto(local[::4], rz)
+    r, coef_r, coef_z, coef_n, z = local
+    xp.subtract(1, z, out=scratch)
+    xp.multiply(scratch, z, out=coef_z)
+    xp.multiply(coef_z, h_minus_n, out=coef_z)
     xp.multiply(cand, cand, out=coef_n)
     xp.subtract(1, coef_n, out=coef_n)
-    xp.subtract(1, z, out=coef_r)                        # 1 - z, for a moment
-    xp.multiply(coef_n, coef_r, out=coef_n)
-    xp.multiply(coef_z, z, out=coef_z)
-    xp.multiply(coef_z, coef_r, out=coef_z)
+    xp.multiply(coef_n, scratch, out=coef_n)
     xp.subtract(1, r, out=coef_r)
     xp.multiply(coef_r, r, out=coef_r)
     xp.multiply(coef_r, q, out=coef_r)
@@ -141,19 +149,22 @@ def _coefficients(xp, plan, back):
 
 class _Plan:
     """A GRU layer's buffers for one shape, and the views each step reads: p (T, B, 3H), the
-    projected inputs (r and z columns halved); acts (T, B, 4H), each step's r | z | n | q;
-    hs (T+1, B, H); w_t (H, 3H): W_hh^T, r and z columns halved; gh (B, 3H), h W_hh^T."""
+    projected inputs (r and z columns halved); rec (T, B, 3H), h W_hh^T per step, its last block
+    q; acts (T, B, 3H), r | z | n; h_minus_n (T, B, H); hs (T+1, B, H); w_t (H, 3H), W_hh^T with
+    r and z columns halved; scale and shift (B, 3H), 0.5 and 0.5 on r and z."""
 
     def __init__(self, xp, steps, batch, inputs, n, dtype):
-        self.w_ih_t = xp.empty((inputs, 3 * n), dtype)                   # W_ih^T (sigmoid columns halved)
-        self.p, self.acts = xp.empty((steps, batch, 3 * n), dtype), xp.empty((steps, batch, 4 * n), dtype)
+        self.w_ih_t = xp.empty((inputs, 3 * n), dtype)                   # W_ih^T (r, z columns halved)
+        self.p, self.rec, self.acts = (xp.empty((steps, batch, 3 * n), dtype) for _ in range(3))
+        self.h_minus_n = xp.empty((steps, batch, n), dtype)
         self.hs = xp.empty((steps + 1, batch, n), dtype)
         self.column_scale = half_sigmoid_rows(xp, GATES, n, dtype)
-        self.w_t, self.gh = xp.empty((n, 3 * n), dtype), xp.empty((batch, 3 * n), dtype)
-        self.gh_rz, self.gh_n = self.gh[:, :2 * n], self.gh[:, 2 * n:]
-        self.r, self.z, self.cand, self.q = (self.acts[..., k * n:(k + 1) * n] for k in range(4))
-        self.forward_steps = [(self.hs[t], self.hs[t + 1], self.acts[t][:, :2 * n], self.p[t][:, :2 * n],
-                               self.q[t], self.cand[t], self.r[t], self.z[t], self.p[t][:, 2 * n:])
+        self.scale = xp.ascontiguousarray(xp.broadcast_to(self.column_scale, (batch, 3 * n)))
+        self.shift = 1 - self.scale
+        self.w_t = xp.empty((n, 3 * n), dtype)
+        hs, rec, acts, p = self.hs, self.rec, self.acts, self.p
+        self.forward_steps = [(hs[t], hs[t + 1], rec[t], rec[t][:, 2 * n:], acts[t], p[t], acts[t][:, :n],
+                               acts[t][:, n:2 * n], acts[t][:, 2 * n:], p[t][:, 2 * n:], self.h_minus_n[t])
                               for t in range(steps)]
         self._backward = None
 
@@ -164,21 +175,32 @@ class _Plan:
 
 
 class _BackwardPlan:
-    """d_gh (T, B, 3H): [dz_r, dz_z, dq] per step; dp (T, B, 3H): [dz_r, dz_z, dp_n], its dp_n
-    written by the loop, the rest copied after; coef_n, coef_r, coef_z (T, B, H); dh, rec (B, H);
-    the views of each step, the last first."""
+    """d (T, B, 4H): dq | dz_r | dz_z | dp_n per step; w_back (3H, H): W_hh's rows n | r | z;
+    dh, rec (B, H); per chunk of S steps, the last first, the arguments of
+    :func:`_local_derivatives` (into local (5, S, B, H)) and the views of each step, the last first."""
 
     def __init__(self, plan):
         steps, batch, width = plan.p.shape
         n = width // 3
         xp = backend.get_array_module(plan.p)
         dtype = plan.p.dtype
-        self.d_gh, self.dp = xp.empty((steps, batch, 3 * n), dtype), xp.empty((steps, batch, 3 * n), dtype)
-        self.coef_n, self.coef_r, self.coef_z = (xp.empty((steps, batch, n), dtype) for _ in range(3))
+        self.d = xp.empty((steps, batch, 4 * n), dtype)
+        blocks = self.d.reshape(steps, batch, 4, n).transpose(0, 2, 1, 3)    # d[t] as (4, B, H)
+        self.w_back = xp.empty((3 * n, n), dtype)
         self.dh, self.rec = xp.empty((batch, n), dtype), xp.empty((batch, n), dtype)
-        self.steps = [(t, self.d_gh[t], self.dp[t][:, 2 * n:], self.d_gh[t][:, :n], self.d_gh[t][:, n:2 * n],
-                       self.d_gh[t][:, 2 * n:], self.coef_n[t], self.coef_r[t], self.coef_z[t], plan.r[t], plan.z[t])
-                      for t in range(steps - 1, -1, -1)]
+        size = min(steps, max(1, _CHUNK // (batch * n)))
+        self.local, self.scratch = xp.empty((5, size, batch, n), dtype), xp.empty((size, batch, n), dtype)
+        self.chunks = []
+        for stop in range(steps, 0, -size):
+            first = max(0, stop - size)
+            m = stop - first
+            rz = plan.acts[first:stop].reshape(m, batch, 3, n)[:, :, :2].transpose(2, 0, 1, 3)
+            locals_of_chunk = (rz, plan.rec[first:stop, :, 2 * n:], plan.acts[first:stop, :, 2 * n:],
+                               plan.h_minus_n[first:stop], self.local[:, :m], self.scratch[:m])
+            self.chunks.append((locals_of_chunk, [
+                (t, blocks[t, 2:], blocks[t, :2], self.d[t][:, 3 * n:], self.d[t][:, :3 * n],
+                 self.local[2:4, t - first], self.local[0:2, t - first], self.local[4, t - first])
+                for t in range(stop - 1, first - 1, -1)]))
 
 
 class GRUCell(GatedCell):
