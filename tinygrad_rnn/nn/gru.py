@@ -14,8 +14,8 @@ one matmul, dL/dW_hh in one matmul over all steps).
 """
 from .. import backend, creation
 from .cells import GatedCell, GateLayout, project_input
-from .kernels import (context_of, fresh_outputs, half_sigmoid_rows, input_grads, lease_plan, needs_context, plan_key,
-                      projection)
+from .kernels import (context_of, fresh_outputs, half_sigmoid_rows, input_grads, keep_plan, kept_plan, lease_plan,
+                      needs_context, plan_key, projection)
 from .trace_scan import Kernel, carry, masked_steps, named
 
 GATES = GateLayout(r="sigmoid", z="sigmoid", n="tanh")
@@ -49,7 +49,8 @@ class GRUKernel(Kernel):
         steps, batch, _ = x.shape
         w_ih, w, b_ih, b_hh = params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"]
         n = w.shape[1]
-        plan = lease_plan(ctx, cell, plan_key(x, n), lambda: _Plan(xp, steps, batch, x.shape[2], n, x.dtype))
+        plan = lease_plan(ctx, cell, plan_key(x, n), lambda: _Plan(xp, steps, batch, x.shape[2], n, x.dtype),
+                          steps)
         bias, b_hn = None, None
         if b_ih is not None:
             bias = b_ih.copy()
@@ -61,7 +62,7 @@ class GRUKernel(Kernel):
         hs[0] = h0
         start = masked_steps(valid)
         add, matmul, multiply, subtract, tanh = xp.add, xp.matmul, xp.multiply, xp.subtract, xp.tanh
-        for t, (h, h_next, rec, q, a, p, r, z, cand, p_n, h_minus_n) in enumerate(plan.forward_steps):
+        for t, (h, h_next, rec, q, a, p, r, z, cand, p_n, h_minus_n) in enumerate(plan.steps()):
             matmul(h, w_t, out=rec)                            # h W_hh^T (r, z halved); its last block is q
             if b_hn is not None:
                 add(q, b_hn, out=q)
@@ -77,13 +78,14 @@ class GRUKernel(Kernel):
             add(h_next, cand, out=h_next)                      # h' = n + z (h - n)
             if start is not None and t >= start:
                 carry(xp, h_next, h, valid[t][:, None])
-        ctx.start, ctx.plan, ctx.states = start, plan, (hs,)
+        ctx.start = start
+        keep_plan(ctx, plan)
         return fresh_outputs(xp, hs, valid, start), hs[steps].copy()
 
     @staticmethod
     def backward(ctx, d_out, d_final, need_x, need_parts, need_params):
         x, w_ih, w = ctx.saved_tensors[0], ctx.params["weight_ih"], ctx.params["weight_hh"]
-        xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, ctx.plan
+        xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, kept_plan(ctx, _Plan)
         back = plan.backward()
         steps, batch, _ = x.shape
         n = w.shape[1]
@@ -153,6 +155,9 @@ class _Plan:
     q; acts (T, B, 3H), r | z | n; h_minus_n (T, B, H); hs (T+1, B, H); w_t (H, 3H), W_hh^T with
     r and z columns halved; scale and shift (B, 3H), 0.5 and 0.5 on r and z."""
 
+    __slots__ = ("w_ih_t", "p", "rec", "acts", "h_minus_n", "hs", "column_scale", "scale", "shift", "w_t",
+                 "forward_steps", "_backward")
+
     def __init__(self, xp, steps, batch, inputs, n, dtype):
         self.w_ih_t = xp.empty((inputs, 3 * n), dtype)                   # W_ih^T (r, z columns halved)
         self.p, self.rec, self.acts = (xp.empty((steps, batch, 3 * n), dtype) for _ in range(3))
@@ -162,22 +167,33 @@ class _Plan:
         self.scale = xp.ascontiguousarray(xp.broadcast_to(self.column_scale, (batch, 3 * n)))
         self.shift = 1 - self.scale
         self.w_t = xp.empty((n, 3 * n), dtype)
-        hs, rec, acts, p = self.hs, self.rec, self.acts, self.p
-        self.forward_steps = [(hs[t], hs[t + 1], rec[t], rec[t][:, 2 * n:], acts[t], p[t], acts[t][:, :n],
-                               acts[t][:, n:2 * n], acts[t][:, 2 * n:], p[t][:, 2 * n:], self.h_minus_n[t])
-                              for t in range(steps)]
+        self.forward_steps = self._views() if steps > 1 else None
         self._backward = None
 
+    def _views(self):
+        n = self.hs.shape[2]
+        hs, rec, acts, p = self.hs, self.rec, self.acts, self.p
+        return [(hs[t], hs[t + 1], rec[t], rec[t][:, 2 * n:], acts[t], p[t], acts[t][:, :n], acts[t][:, n:2 * n],
+                 acts[t][:, 2 * n:], p[t][:, 2 * n:], self.h_minus_n[t]) for t in range(p.shape[0])]
+
     def backward(self):
-        if self._backward is None:
-            self._backward = _BackwardPlan(self)
-        return self._backward
+        """The backward pass's buffers: made at the first backward, kept for more than one step."""
+        back = self._backward or _BackwardPlan(self)
+        if self.hs.shape[0] > 2:
+            self._backward = back
+        return back
+
+    def steps(self):
+        """The views each forward step reads (kept for more than one step)."""
+        return self.forward_steps or self._views()
 
 
 class _BackwardPlan:
     """d (T, B, 4H): dq | dz_r | dz_z | dp_n per step; w_back (3H, H): W_hh's rows n | r | z;
     dh, rec (B, H); per chunk of S steps, the last first, the arguments of
     :func:`_local_derivatives` (into local (5, S, B, H)) and the views of each step, the last first."""
+
+    __slots__ = ("d", "w_back", "dh", "rec", "local", "scratch", "chunks")
 
     def __init__(self, plan):
         steps, batch, width = plan.p.shape

@@ -58,14 +58,38 @@ class Lease:
     __del__ = end
 
 
-def lease_plan(ctx, cell, key, build):
+def lease_plan(ctx, cell, key, build, steps):
     """The plan for ``key`` from ``cell``'s plans (made by ``build()`` if none is free), leased
-    to the node ``ctx`` until it is released."""
+    to the node ``ctx`` until it is released. A single step (a cell called on x_t) gets a plan of
+    its own, not kept: a step-by-step loop holds thousands of them at once, and each object a
+    node keeps costs the garbage collector on every full collection."""
+    if steps == 1:
+        return build()
     plans = cell.__dict__.get("_kernel_plans")
     if plans is None:
         plans = cell.__dict__["_kernel_plans"] = Plans()
     ctx.lease = plans.lease(key, build)
     return ctx.lease.plan
+
+
+def keep_plan(ctx, plan):
+    """Keep ``plan`` on the node for its backward: itself when leased, else (a single step) the
+    tuple of its fields, arrays and Nones, which the garbage collector stops tracking, so that a
+    node of a step-by-step loop adds no tracked object."""
+    if getattr(ctx, "lease", None) is not None:
+        ctx.plan = plan
+    else:
+        ctx.plan_fields = tuple(getattr(plan, name) for name in type(plan).__slots__)
+
+
+def kept_plan(ctx, cls):
+    """The plan :func:`keep_plan` kept on ``ctx`` (a :class:`cls`)."""
+    plan = getattr(ctx, "plan", None)
+    if plan is None:
+        plan = cls.__new__(cls)
+        for name, value in zip(cls.__slots__, ctx.plan_fields):
+            setattr(plan, name, value)
+    return plan
 
 
 def plan_key(x, *sizes):

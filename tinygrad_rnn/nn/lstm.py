@@ -19,7 +19,7 @@ shows what it still pays over the traced step.
 """
 from .. import backend
 from .cells import GatedCell, GateLayout
-from .kernels import (context_of, fresh_outputs, half_sigmoid_rows, input_grads, lease_plan,
+from .kernels import (context_of, fresh_outputs, half_sigmoid_rows, input_grads, keep_plan, kept_plan, lease_plan,
                       needs_context, plan_key, projection)
 from .trace_scan import Kernel, carry, masked_steps
 
@@ -51,15 +51,16 @@ class LSTMKernel(Kernel):
         w_ih, w = params["weight_ih"], params["weight_hh"]
         bias = None if params["bias_ih"] is None else params["bias_ih"] + params["bias_hh"]
         n = w.shape[1]
-        plan = lease_plan(ctx, cell, plan_key(x, n), lambda: _Plan(xp, steps, batch, x.shape[2], n, x.dtype))
+        plan = lease_plan(ctx, cell, plan_key(x, n), lambda: _Plan(xp, steps, batch, x.shape[2], n, x.dtype),
+                          steps)
         hs, cs = plan.hs, plan.cs
         hs[0], cs[0] = h0, c0
-        projection(xp, x, w_ih, bias, plan.acts, plan.w_ih_t, plan.column_scale, context_of(params))   # becomes the gates
+        projection(xp, x, w_ih, bias, plan.acts, plan.w_ih_t, plan.column_scale, context_of(params))  # then the gates
         xp.multiply(w.T, plan.column_scale, out=plan.w_t)
         w_t, rec, ig, scale, shift = plan.w_t, plan.rec, plan.ig, plan.scale, plan.shift
         start = masked_steps(valid)
         add, matmul, multiply, tanh = xp.add, xp.matmul, xp.multiply, xp.tanh
-        for t, (h, z, i, f, g, o, c, c_next, tanh_c, h_next) in enumerate(plan.forward_steps):
+        for t, (h, z, i, f, g, o, c, c_next, tanh_c, h_next) in enumerate(plan.steps()):
             matmul(h, w_t, out=rec)
             add(z, rec, out=z)
             tanh(z, out=z)                                  # tanh(z_g), tanh(z / 2) for the others
@@ -74,13 +75,14 @@ class LSTMKernel(Kernel):
                 mask = valid[t][:, None]
                 carry(xp, h_next, h, mask)
                 carry(xp, c_next, c, mask)
-        ctx.start, ctx.plan, ctx.states = start, plan, (hs, cs)
+        ctx.start = start
+        keep_plan(ctx, plan)
         return fresh_outputs(xp, hs, valid, start), hs[steps].copy(), cs[steps].copy()
 
     @staticmethod
     def backward(ctx, d_out, d_final, need_x, need_parts, need_params):
         x, w_ih, w = ctx.saved_tensors[0], ctx.params["weight_ih"], ctx.params["weight_hh"]
-        xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, ctx.plan
+        xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, kept_plan(ctx, _Plan)
         back = plan.backward()
         dh, dc, tmp = back.dh, back.dc, back.tmp
         xp.copyto(dh, d_final[0])
@@ -139,6 +141,9 @@ class _Plan:
     shift (B, 4H): 0.5 and 0.5 on sigmoid columns, 1 and 0 on g. The backward pass's own
     buffers (:class:`_BackwardPlan`) are made at its first backward."""
 
+    __slots__ = ("w_ih_t", "acts", "hs", "cs", "tanh_c", "column_scale", "scale", "shift", "w_t", "rec", "ig",
+                 "forward_steps", "_backward")
+
     def __init__(self, xp, steps, batch, inputs, n, dtype):
         self.w_ih_t = xp.empty((inputs, 4 * n), dtype)                   # W_ih^T (sigmoid columns halved)
         self.acts = xp.empty((steps, batch, 4 * n), dtype)
@@ -149,16 +154,26 @@ class _Plan:
         self.shift = 1 - self.scale
         self.w_t = xp.empty((n, 4 * n), dtype)
         self.rec, self.ig = xp.empty((batch, 4 * n), dtype), xp.empty((batch, n), dtype)
-        rows = [GATES.rows(name, n) for name in GATES.names]
-        acts, hs, cs = self.acts, self.hs, self.cs
-        self.forward_steps = [(hs[t], acts[t], *(acts[t][:, r] for r in rows), cs[t], cs[t + 1], self.tanh_c[t],
-                               hs[t + 1]) for t in range(steps)]
+        self.forward_steps = self._views() if steps > 1 else None
         self._backward = None
 
+    def _views(self):
+        n = self.hs.shape[2]
+        rows = [GATES.rows(name, n) for name in GATES.names]
+        acts, hs, cs = self.acts, self.hs, self.cs
+        return [(hs[t], acts[t], *(acts[t][:, r] for r in rows), cs[t], cs[t + 1], self.tanh_c[t], hs[t + 1])
+                for t in range(acts.shape[0])]
+
     def backward(self):
-        if self._backward is None:
-            self._backward = _BackwardPlan(self)
-        return self._backward
+        """The backward pass's buffers: made at the first backward, kept for more than one step."""
+        back = self._backward or _BackwardPlan(self)
+        if self.hs.shape[0] > 2:
+            self._backward = back
+        return back
+
+    def steps(self):
+        """The views each forward step reads (kept for more than one step)."""
+        return self.forward_steps or self._views()
 
 
 class _BackwardPlan:
@@ -167,6 +182,8 @@ class _BackwardPlan:
     then each gate's d(pre-activation) per unit of dc (i, f, g) or dh (o); dc_from_h (S, B, H),
     o (1 - tanh^2 c_t); forget (S, B, H), f. ``chunks``: per chunk, the last first, the
     arguments of :func:`_local_derivatives` and the views of each of its steps, the last first."""
+
+    __slots__ = ("dz", "dz_rows", "local", "dc_from_h", "forget", "scratch", "dh", "dc", "tmp", "chunks")
 
     def __init__(self, plan):
         acts = plan.acts

@@ -9,7 +9,8 @@ in-place activation.
 """
 from .. import backend
 from .cells import GatedCell, GateLayout
-from .kernels import context_of, fresh_outputs, input_grads, lease_plan, needs_context, plan_key, projection
+from .kernels import (context_of, fresh_outputs, input_grads, keep_plan, kept_plan, lease_plan, needs_context,
+                      plan_key, projection)
 from .trace_scan import Kernel, carry, masked_steps, named
 
 GATES = GateLayout(h="tanh")
@@ -31,7 +32,8 @@ class RNNKernel(Kernel):
         w = params["weight_hh"]
         bias = None if params["bias_ih"] is None else params["bias_ih"] + params["bias_hh"]
         n = w.shape[1]
-        plan = lease_plan(ctx, cell, plan_key(x, n), lambda: _Plan(xp, steps, batch, x.shape[2], n, x.dtype))
+        plan = lease_plan(ctx, cell, plan_key(x, n), lambda: _Plan(xp, steps, batch, x.shape[2], n, x.dtype),
+                          steps)
         hs, rec, w_t = plan.hs, plan.rec, plan.w_t
         hs[0] = h0
         projection(xp, x, params["weight_ih"], bias, hs[1:], plan.w_ih_t, context=context_of(params))
@@ -40,7 +42,7 @@ class RNNKernel(Kernel):
         ctx.nonlinearity = cell.nonlinearity
         relu = cell.nonlinearity == "relu"
         add, matmul, maximum, tanh = xp.add, xp.matmul, xp.maximum, xp.tanh
-        for t, (h, new) in enumerate(plan.forward_steps):
+        for t, (h, new) in enumerate(plan.steps()):
             matmul(h, w_t, out=rec)
             add(new, rec, out=new)
             if relu:
@@ -49,13 +51,14 @@ class RNNKernel(Kernel):
                 tanh(new, out=new)
             if start is not None and t >= start:
                 carry(xp, new, h, valid[t][:, None])
-        ctx.start, ctx.plan, ctx.states = start, plan, (hs,)
+        ctx.start = start
+        keep_plan(ctx, plan)
         return fresh_outputs(xp, hs, valid, start), hs[steps].copy()
 
     @staticmethod
     def backward(ctx, d_out, d_final, need_x, need_parts, need_params):
         x, w = ctx.saved_tensors[0], ctx.params["weight_hh"]
-        xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, ctx.plan
+        xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, kept_plan(ctx, _Plan)
         steps, batch, _ = x.shape
         hs, da_all, dh = plan.hs, plan.da, plan.dh
         if ctx.nonlinearity == "tanh":                          # act'(a_t) for all t, made da_t in the loop
@@ -66,7 +69,7 @@ class RNNKernel(Kernel):
         xp.copyto(dh, d_final[0])
         reads_out, need_h0 = d_out is not None, need_parts[0]
         add, matmul, multiply = xp.add, xp.matmul, xp.multiply
-        for t, da in plan.backward_steps:
+        for t, da in plan.steps_back():
             if start is not None and t >= start:
                 mask = valid[t][:, None]
                 if reads_out:
@@ -96,12 +99,23 @@ class _Plan:
     hs[t + 1] first the projected input of step t, then h_t; da (T, B, H), act'(a_t), then
     da_t; w_t = W_hh^T; rec and dh (B, H)."""
 
+    __slots__ = ("w_ih_t", "hs", "da", "w_t", "rec", "dh", "forward_steps", "backward_steps")
+
     def __init__(self, xp, steps, batch, inputs, n, dtype):
         self.w_ih_t = xp.empty((inputs, n), dtype)                   # W_ih^T
         self.hs, self.da = xp.empty((steps + 1, batch, n), dtype), xp.empty((steps, batch, n), dtype)
         self.w_t, self.rec, self.dh = xp.empty((n, n), dtype), xp.empty((batch, n), dtype), xp.empty((batch, n), dtype)
-        self.forward_steps = [(self.hs[t], self.hs[t + 1]) for t in range(steps)]
-        self.backward_steps = [(t, self.da[t]) for t in range(steps - 1, -1, -1)]
+        self.forward_steps = self.backward_steps = None
+        if steps > 1:                       # kept for more than one step (see kernels.lease_plan)
+            self.forward_steps, self.backward_steps = self.steps(), self.steps_back()
+
+    def steps(self):
+        """The views each forward step reads."""
+        return self.forward_steps or [(self.hs[t], self.hs[t + 1]) for t in range(self.da.shape[0])]
+
+    def steps_back(self):
+        """The views each backward step reads, the last step first."""
+        return self.backward_steps or [(t, self.da[t]) for t in range(self.da.shape[0] - 1, -1, -1)]
 
 
 class RNNCell(GatedCell):
