@@ -33,14 +33,21 @@ How it gets there:
    inputs shifted far up and far down: the three tapes must be the same program
    (same ops, same constants, the same tensors read). When they are not, :func:`scan`
    returns None, warns once naming the cell, and the caller runs it step by step.
+   ``step`` is traced on every call (it may read Python state that changed), but a call
+   whose trace is the cell's previous program, on its own values, skips the probes and
+   reuses that program's generated loops (3, 4).
 2. **Hoist.** Ops of the step whose inputs are all loop-invariant (``W.T``, splits
    of a weight, a masked weight) move out of the loop and run once, after
    ``project``, in the *pre* segment. The rest form the *loop* segment.
 3. **Replay.** The node's forward runs the pre segment once and the loop segment
    T times on arrays, calling each op's own ``forward``: no Tensor and no graph
    node per op per step, the states written into preallocated (T+1, B, ...) buffers.
+   The loop is a Python function generated from the program, registers as local
+   variables (``Program.loop_source`` shows it), so a step costs little beyond its ops.
 4. **Backward.** For t = T-1 .. 0 the loop segment runs in reverse, calling each
-   op's own ``backward`` with the context its forward filled at step t. Gradients of
+   op's own ``backward`` with the context its forward filled at step t (a generated
+   function too, ``Program.backward_source``; an op no gradient can reach is left out
+   of it). Gradients of
    loop-invariant inputs accumulate across steps, except for a matmul whose
    loop-invariant operand needs a gradient (``h @ W.T``, ``weights @ keys``): its
    incoming gradients and varying operands are kept and, after the loop, given to
@@ -59,7 +66,6 @@ forward mode, higher order and the study tools.
 """
 import contextlib
 import warnings
-from operator import itemgetter
 
 import numpy as np
 
@@ -234,17 +240,22 @@ class Program:
             program.p_reg = builder.ref(p)
             twins = [_copy_builder(builder) for _ in _PROBES]
             first = _trace_step(cell, builder, p.data[0], parts, like)
-            with np.errstate(all="ignore"):
-                for twin, offset in zip(twins, _PROBES):
-                    try:
-                        other = _trace_step(cell, twin, _moved(p.data[min(1, x.shape[0] - 1)], offset),
-                                            [_moved(s.data, offset) for s in first.new_parts], like)
-                    except (UntraceableStep, ValueError, TypeError, IndexError, ArithmeticError) as error:
-                        raise UntraceableStep(f"the step fails on other values than its first step's "
-                                              f"({type(error).__name__}: {error})") from None
-                    _check_same(first, other)
+            earlier = cell.__dict__.get("_last_trace")
+            if earlier is None or not earlier.same_step(first):     # else the probes passed on that program
+                _probe(cell, first, twins, p.data[min(1, x.shape[0] - 1)], like)
         program._assemble(builder, pre, first, pre_tape)
+        if earlier is not None:
+            program.adopt_compiled(earlier.program)
+        cell.__dict__["_last_trace"] = _LastTrace(first, program)
         return program
+
+    def adopt_compiled(self, other):
+        """Share ``other``'s generated loops if its loop segment is this one's, op for op."""
+        if (len(self.loop) == len(other.loop) and all(a.same_as(b) and a.defer == b.defer
+                                                      for a, b in zip(self.loop, other.loop))
+                and (self.step_p_reg, self.state_in, self.state_out, self.out_reg)
+                == (other.step_p_reg, other.state_in, other.state_out, other.out_reg)):
+            self._compiled = other.__dict__.setdefault("_compiled", {})
 
     def _assemble(self, builder, pre, step, pre_tape):
         self.count = builder.count
@@ -321,46 +332,25 @@ class Program:
         out_seq = None if out_part is not None else xp.empty((steps,) + self.meta[self.out_reg][0],
                                                             self.meta[self.out_reg][1])
         start = masked_steps(valid)
-        code = [(ins.cls.forward, ins.cls, itemgetter(*ins.args) if len(ins.args) > 1 else None,
-                 ins.args[0] if len(ins.args) == 1 else None, ins.kwargs or None, ins.outs)
-                for ins in self.loop]
-        gpu = xp is not np
-        ndarray = np.ndarray
         deferred = {k: [] for k, ins in enumerate(self.loop) if ins.defer is not None}
-        step_ctxs = []
-        p_reg, state_in, state_out, out_reg = self.step_p_reg, self.state_in, self.state_out, self.out_reg
-        for t in range(steps):
-            regs[p_reg] = p[t]
-            for k, r in enumerate(state_in):
-                regs[r] = states[k][t]
-            ctxs = []
-            for fwd, cls, get, single, kw, outs in code:
-                c = cls()
-                if gpu:
-                    c._xp = xp
-                args = (regs[single],) if get is None else get(regs)
-                out = fwd(c, *args, **kw) if kw else fwd(c, *args)
-                if len(outs) == 1:
-                    regs[outs[0]] = out if type(out) is ndarray else _array(out)
-                else:
-                    for r, o in zip(outs, out):
-                        regs[r] = o
-                ctxs.append(c)
-            for k, items in deferred.items():
-                items.append(regs[self.loop[k].args[self.loop[k].defer]])
-            step_ctxs.append(ctxs)
-            for k, r in enumerate(state_out):
-                states[k][t + 1] = regs[r]
-            if out_seq is not None:
-                out_seq[t] = regs[out_reg]
-            mask = step_mask(valid, start, t)
-            if mask is not None:
-                for buf in states:
-                    carry(xp, buf[t + 1], buf[t], _fit(mask, buf.ndim - 1))
+        step_ctxs = self.compiled_loop(xp is not np)(regs, p, states, out_seq, steps, valid, start, xp, deferred)
         ctx.step_ctxs, ctx.states, ctx.deferred_operands = step_ctxs, states, deferred
         ctx.start, ctx.regs = start, regs
         outputs = states[out_part][1:] if out_part is not None else out_seq
         return (mask_outputs(xp, outputs, valid, start),) + tuple(buf[steps].copy() for buf in states)
+
+    def compiled_loop(self, gpu):
+        """The loop segment as a Python function, generated once per program and device kind:
+        its registers are local variables and each op a direct call of its class's ``forward``,
+        so that a step costs its ops and little else. ``self.loop_source`` shows it."""
+        cache = self.__dict__.setdefault("_compiled", {})
+        if gpu not in cache:
+            source, names = _loop_source(self, gpu)
+            scope = dict(names)
+            exec(compile(source, f"<traced loop of {type(self.cell).__name__}>", "exec"), scope)
+            cache[gpu] = scope["loop"]
+            self.loop_source = source
+        return cache[gpu]
 
     # ----- backward -----
     def prepare_backward(self, needs):
@@ -413,65 +403,10 @@ class Program:
         grads = [None] * self.count
         d_p = xp.zeros((steps,) + self.meta[self.step_p_reg][0], self.meta[self.step_p_reg][1])
         d_state = [g.copy() for g in d_final]
-        reads_out = d_out is not None
-        varying = self.varying
         deferred = {k: [] for k in ctx.deferred_operands}
-        code = self._backward_code()
-        array_type = type(d_final[0])
-        owned = set()           # invariant registers whose gradient array this pass made (safe to add into)
-        for t in range(steps - 1, -1, -1):
-            mask = step_mask(valid, start, t)
-            g = [None] * self.count
-            carried = [None if mask is None else d * ~_fit(mask, d.ndim) for d in d_state]
-            for r, d in zip(self.state_out, d_state):
-                _add(g if r in varying else grads, r, d if mask is None else d * _fit(mask, d.ndim))
-            if reads_out:
-                d = d_out[t]
-                _add(g if self.out_reg in varying else grads, self.out_reg,
-                     d if mask is None else d * _fit(mask, d.ndim))
-            ctxs = ctx.step_ctxs[t]
-            for k, bwd, single, outs, needs, routes, defer in code:
-                if single is not None:
-                    go = g[single]
-                    if go is None:
-                        continue
-                    c = ctxs[k]
-                    c.needs_input_grad = needs
-                    if defer is not None:
-                        deferred[k].append((t, go))
-                    res = bwd(c, go)
-                else:
-                    gouts = [g[r] for r in outs]
-                    if all(x is None for x in gouts):
-                        continue
-                    c = ctxs[k]
-                    c.needs_input_grad = needs
-                    res = bwd(c, *_zero_filled(xp, gouts, self.loop[k].out_meta))
-                if type(res) is not tuple:
-                    res = (res,)
-                for j, r, inside, meta in routes:
-                    gi = res[j]
-                    if gi is None:
-                        continue
-                    if type(gi) is not array_type or (meta is not None and (gi.shape, gi.dtype) != meta):
-                        gi = _checked(self.loop[k], r, gi, self.meta)
-                    if inside:
-                        old = g[r]
-                        g[r] = gi if old is None else old + gi
-                    elif r in owned:                    # a loop invariant's sum over steps: ours, add in place
-                        grads[r] += gi
-                    else:
-                        old = grads[r]
-                        grads[r] = gi if old is None else old + gi
-                        if old is not None:
-                            owned.add(r)
-            for k, r in enumerate(self.state_in):
-                d = g[r]
-                if d is None:
-                    d = xp.zeros_like(d_state[k])
-                d_state[k] = d if carried[k] is None else d + carried[k]
-            if g[self.step_p_reg] is not None:
-                d_p[t] = g[self.step_p_reg]
+        loop = self.compiled_backward(tuple(ins.needs for ins in self.loop))
+        d_state = loop(ctx.step_ctxs, d_out, d_state, d_p, grads, deferred, steps, valid, start, xp,
+                       type(d_final[0]))
         for k, pairs in deferred.items():
             if pairs:
                 operands = ctx.deferred_operands[k]
@@ -489,23 +424,18 @@ class Program:
                     _add(grads, r, _checked(ins, r, gi, self.meta))
         return (grads[self.x_reg],) + tuple(d_state) + tuple(grads[r] for r in self.inputs)
 
-    def _backward_code(self):
-        """Per loop instruction, in reverse order: (index, backward, its single output register or
-        None, output registers, needs_input_grad inside the loop, (argument position, register,
-        loop-varying?, (shape, dtype) to check, None for the engine's own ops) of each argument a
-        gradient goes to, deferred operand)."""
-        code = []
-        for k in range(len(self.loop) - 1, -1, -1):
-            ins = self.loop[k]
-            needs = ins.needs
-            if ins.defer is not None:           # the invariant operand's gradient comes after the loop
-                needs = tuple(n and j == ins.defer for j, n in enumerate(needs))
-            trusted = ins.cls.__module__.startswith("tinygrad_rnn.ops.")    # tested to return the right shapes
-            routes = tuple((j, r, r in self.varying, None if trusted else self.meta[r])
-                           for j, r in enumerate(ins.args) if needs[j])
-            single = ins.outs[0] if len(ins.outs) == 1 else None
-            code.append((k, ins.cls.backward, single, ins.outs, needs, routes, ins.defer))
-        return code
+    def compiled_backward(self, needs):
+        """The loop segment's backward as a generated Python function (see :func:`_backward_source`),
+        one per pattern of ``needs`` (which arguments of each op a gradient goes to)."""
+        cache = self.__dict__.setdefault("_compiled", {})
+        key = ("backward", needs)
+        if key not in cache:
+            source, names = _backward_source(self)
+            scope = dict(names)
+            exec(compile(source, f"<traced backward of {type(self.cell).__name__}>", "exec"), scope)
+            cache[key] = scope["loop"]
+            self.backward_source = source
+        return cache[key]
 
     def _deferred_backward(self, node, ins, operands, gs, grads, xp):
         """The loop-invariant operand's gradient of a matmul, from all steps at once:
@@ -668,6 +598,42 @@ def _trace_step(cell, builder, p_value, part_values, like):
 _PROBES = (1024.0, -1024.0)
 
 
+def _probe(cell, first, twins, p_value, like):
+    """Trace the step again at the probes (inputs shifted far up and far down): the traces must be
+    ``first``'s program, else :class:`UntraceableStep`."""
+    with np.errstate(all="ignore"):
+        for twin, offset in zip(twins, _PROBES):
+            try:
+                other = _trace_step(cell, twin, _moved(p_value, offset),
+                                    [_moved(s.data, offset) for s in first.new_parts], like)
+            except (UntraceableStep, ValueError, TypeError, IndexError, ArithmeticError) as error:
+                raise UntraceableStep(f"the step fails on other values than its first step's "
+                                      f"({type(error).__name__}: {error})") from None
+            _check_same(first, other)
+
+
+class _LastTrace:
+    """A cell's last traced step and its program. A call whose step traces to the same program
+    (ops, wiring, constants, tensors read) on its own values needs no probes: that is the
+    evidence a probe gives, and the program passed the probes when it was first traced.
+    Its generated loops are shared too."""
+
+    __slots__ = ("first", "program")
+
+    def __init__(self, first, program):
+        first.tape = first.new_parts = None         # this call's tensors: not needed to compare
+        self.first, self.program = first, program
+
+    def same_step(self, other):
+        if other.p_reg != self.first.p_reg or other.state_in != self.first.state_in:
+            return False
+        try:
+            _check_same(self.first, other)
+        except UntraceableStep:
+            return False
+        return True
+
+
 def _moved(value, offset):
     """``value`` shifted by ``offset`` (float), or shuffled along the batch (int, bool): the probe
     traces run there. A constant the step makes from its own values (a threshold mask such as
@@ -740,6 +706,158 @@ def _check_new_state(cell, parts, new_parts, out):
                              "like the state it was given")
     if not isinstance(out, Tensor):
         raise ValueError(f"{name}.output must return a Tensor, got {type(out).__name__}")
+
+
+# ------------------------------------------------------------------ the generated loop
+def _loop_source(program, gpu):
+    """Python source of ``loop(regs, p, states, out_seq, steps, valid, start, xp, deferred)`` for
+    the program's loop segment, and the names it reads (op classes, their forwards, keyword
+    arguments). It returns the list of each step's op contexts."""
+    names = {"_array": _array, "_carry_rows": _carry_rows}
+    produced = {program.step_p_reg, *program.state_in}
+    for ins in program.loop:
+        produced.update(ins.outs)
+    outside = sorted({r for ins in program.loop for r in ins.args if r not in produced})
+    lines = ["def loop(regs, p, states, out_seq, steps, valid, start, xp, deferred):"]
+    lines += [f"    r{r} = regs[{r}]" for r in outside]
+    lines += [f"    s{k} = states[{k}]" for k in range(len(program.state_in))]
+    lines += [f"    d{k} = deferred[{k}].append" for k, ins in enumerate(program.loop) if ins.defer is not None]
+    lines += ["    step_ctxs = []", "    keep = step_ctxs.append", "    for t in range(steps):",
+              f"        r{program.step_p_reg} = p[t]"]
+    lines += [f"        r{r} = s{k}[t]" for k, r in enumerate(program.state_in)]
+    for k, ins in enumerate(program.loop):
+        names[f"C{k}"], names[f"F{k}"] = ins.cls, ins.cls.forward
+        args = ", ".join([f"c{k}"] + [f"r{r}" for r in ins.args])
+        if ins.kwargs:
+            names[f"K{k}"] = ins.kwargs
+            args += f", **K{k}"
+        lines.append(f"        c{k} = C{k}()")
+        if gpu:
+            lines.append(f"        c{k}._xp = xp")
+        if len(ins.outs) == 1:
+            call = f"F{k}({args})"
+            lines.append(f"        r{ins.outs[0]} = " + (f"_array({call})" if ins.out_meta[0][0] == () else call)
+                         + f"  # {ins.cls.__name__}")
+        else:
+            lines.append(f"        {', '.join(f'r{r}' for r in ins.outs)} = F{k}({args})  # {ins.cls.__name__}")
+            lines += [f"        r{r} = _array(r{r})" for r, meta in zip(ins.outs, ins.out_meta) if meta[0] == ()]
+        if ins.defer is not None:
+            lines.append(f"        d{k}(r{ins.args[ins.defer]})")
+    lines.append("        keep((" + "".join(f"c{k}, " for k in range(len(program.loop))) + "))")
+    lines += [f"        s{k}[t + 1] = r{r}" for k, r in enumerate(program.state_out)]
+    if _index_of(program.out_reg, program.state_out) is None:
+        lines.append(f"        out_seq[t] = r{program.out_reg}")
+    lines += ["        if start is not None and t >= start:", "            _carry_rows(xp, states, valid, t)",
+              "    return step_ctxs"]
+    return "\n".join(lines) + "\n", names
+
+
+def _backward_source(program):
+    """Python source of ``loop(step_ctxs, d_out, d_state, d_p, grads, deferred, steps, valid, start,
+    xp, array_type)``: the loop segment run in reverse for t = T-1 .. 0, calling each op's own
+    ``backward`` with the context its forward filled at step t; returns the gradients of the
+    initial state parts. Gradients are local variables ``g<register>``; an op that no gradient
+    can reach is left out when the source is made, one that none reached at run time skipped."""
+    names = {"_zero_filled": _zero_filled, "_checked": _checked, "_fit": _fit, "_accumulate": _accumulate,
+             "loop_ins": program.loop, "meta": program.meta}
+    varying, assigned = program.varying, set()
+    lines = ["def loop(step_ctxs, d_out, d_state, d_p, grads, deferred, steps, valid, start, xp, array_type):",
+             "    owned = set()"]
+    lines += [f"    ds{k} = d_state[{k}]" for k in range(len(program.state_in))]
+    lines += [f"    e{k} = deferred[{k}].append" for k, ins in enumerate(program.loop) if ins.defer is not None]
+    lines += ["    for t in range(steps - 1, -1, -1):", "        ctxs = step_ctxs[t]",
+              "        mask = None if start is None or t < start else valid[t][:, None]",
+              "        if mask is not None:"]
+    lines += [f"            kept{k} = ds{k} * ~_fit(mask, ds{k}.ndim)" for k in range(len(program.state_in))]
+
+    def receive(reg, expr, indent):
+        """Code adding the gradient ``expr`` (not None) to register ``reg``."""
+        pad = " " * indent
+        if reg not in varying:
+            return [f"{pad}_accumulate(grads, owned, {reg}, {expr})"]
+        if reg in assigned:
+            return [f"{pad}g{reg} = {expr} if g{reg} is None else g{reg} + {expr}"]
+        assigned.add(reg)
+        return [f"{pad}g{reg} = {expr}"]
+
+    for k, r in enumerate(program.state_out):
+        lines.append(f"        d = ds{k} if mask is None else ds{k} * _fit(mask, ds{k}.ndim)")
+        lines += receive(r, "d", 8)
+    if program.out_reg in varying and program.out_reg not in assigned:
+        lines.append(f"        g{program.out_reg} = None")
+        assigned.add(program.out_reg)
+    lines += ["        if d_out is not None:",
+              "            d = d_out[t] if mask is None else d_out[t] * _fit(mask, d_out.ndim - 1)"]
+    lines += receive(program.out_reg, "d", 12)
+    for k in range(len(program.loop) - 1, -1, -1):
+        lines += _backward_of(program, k, names, assigned, receive)
+    for k, r in enumerate(program.state_in):
+        grad = f"g{r}" if r in assigned else "None"
+        lines += [f"        d = {grad}", "        if d is None:", f"            d = xp.zeros_like(ds{k})",
+                  f"        ds{k} = d if mask is None else d + kept{k}"]
+    if program.step_p_reg in assigned:
+        lines += [f"        if g{program.step_p_reg} is not None:", f"            d_p[t] = g{program.step_p_reg}"]
+    lines.append("    return [" + "".join(f"ds{k}, " for k in range(len(program.state_in))) + "]")
+    return "\n".join(lines) + "\n", names
+
+
+def _backward_of(program, k, names, assigned, receive):
+    """The lines that run loop op k's backward inside the generated loop (none if no gradient can
+    reach its outputs)."""
+    ins = program.loop[k]
+    reached = [r for r in ins.outs if r in assigned]
+    if not reached:
+        return []
+    needs = ins.needs
+    if ins.defer is not None:               # the invariant operand's gradient comes after the loop
+        needs = tuple(n and j == ins.defer for j, n in enumerate(needs))
+    routes = [(j, r) for j, r in enumerate(ins.args) if needs[j]]
+    trusted = ins.cls.__module__.startswith("tinygrad_rnn.ops.")    # tested to return the right shapes
+    names[f"B{k}"], names[f"N{k}"] = ins.cls.backward, needs
+    lines = [f"        g{r} = None" for j, r in routes if r in program.varying and r not in assigned]
+    assigned.update(r for j, r in routes if r in program.varying)
+    if len(ins.outs) == 1:
+        lines += [f"        if g{ins.outs[0]} is not None:", f"            c = ctxs[{k}]",
+                  f"            c.needs_input_grad = N{k}"]
+        if ins.defer is not None:
+            lines.append(f"            e{k}((t, g{ins.outs[0]}))")
+        lines.append(f"            res = B{k}(c, g{ins.outs[0]})  # {ins.cls.__name__}")
+    else:
+        gouts = ", ".join(f"g{r}" if r in assigned else "None" for r in ins.outs)
+        lines += [f"        if not all(x is None for x in ({gouts},)):", f"            c = ctxs[{k}]",
+                  f"            c.needs_input_grad = N{k}",
+                  f"            res = B{k}(c, *_zero_filled(xp, [{gouts}], loop_ins[{k}].out_meta))"
+                  f"  # {ins.cls.__name__}"]
+    lines.append("            res = res if type(res) is tuple else (res,)")
+    for j, r in routes:
+        lines += [f"            gi = res[{j}]", "            if gi is not None:"]
+        check = "type(gi) is not array_type" + ("" if trusted else f" or (gi.shape, gi.dtype) != meta[{r}]")
+        lines += [f"                if {check}:", f"                    gi = _checked(loop_ins[{k}], {r}, gi, meta)"]
+        if r in program.varying:
+            lines.append(f"                g{r} = gi if g{r} is None else g{r} + gi")
+        else:
+            lines.append(f"                _accumulate(grads, owned, {r}, gi)")
+    return lines
+
+
+def _accumulate(grads, owned, reg, g):
+    """Add a step's gradient of a loop invariant to its sum; in place once the sum is an array
+    this pass made (``owned``)."""
+    old = grads[reg]
+    if old is None:
+        grads[reg] = g
+    elif reg in owned:
+        old += g
+    else:
+        grads[reg] = old + g
+        owned.add(reg)
+
+
+def _carry_rows(xp, states, valid, t):
+    """Rows past their length at step t keep their state."""
+    mask = valid[t][:, None]
+    for buf in states:
+        carry(xp, buf[t + 1], buf[t], _fit(mask, buf.ndim - 1))
 
 
 # ------------------------------------------------------------------ running instructions
@@ -966,9 +1084,9 @@ class Kernel:
     ``parameters(cell)``: [(name, Parameter or None)], the cell's parameters in the
     kernel's order (None where the cell has none, e.g. without bias).
     ``forward(ctx, cell, x, parts, params, valid)``: x (T, B, I), the state parts and
-    {name: array or None}; returns (outputs (T, B, O), final parts...), keeping on
-    ``ctx`` what backward needs and ``ctx.states``: each state part at every step,
-    (T+1, B, ...), which the study tools read. ``ctx.params`` holds the params.
+    {name: array or None}; returns (outputs (T, B, O), final parts...), fresh arrays,
+    keeping on ``ctx`` what backward needs (its buffers leased from the cell's
+    :class:`~tinygrad_rnn.nn.kernels.Plans`). ``ctx.params`` holds the params.
     ``backward(ctx, d_out, d_final, need_x, need_parts, need_params)``: the gradients
     (dx, (d part, ...), {name: gradient}) of those needed.
     """
