@@ -58,6 +58,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]   # this checkout's tinygrad_rnn, _harness and numpy_rnn
 import tinygrad_rnn as tg  # noqa: E402
+from tinygrad_rnn.nn.kernels import clear_plans  # noqa: E402
 from _harness import best_of, cell, freeze_imports, parse_kinds, peak_bytes, table, timer, write_json_atomic  # noqa: E402
 from graph_op_cells import LAYERS as GRAPH_OP_LAYERS  # noqa: E402
 from numpy_rnn import BACKWARD, FORWARD, Workspace  # noqa: E402
@@ -113,6 +114,8 @@ def make_tinygrad(layer, x, v):
         loss.backward()
         t2 = timer()
         return t1 - t0, t2 - t1, (loss, xt)
+
+    run.layer = layer
 
     def result(out):
         loss, xt = out
@@ -354,6 +357,9 @@ def rss_child(impl, config):
     run()
     if impl == "numpy":
         run.workspace.clear()        # its buffers count in the step, as the others' do
+    if impl == "tinygrad":
+        for layer_cell in run.layer.cells():
+            clear_plans(layer_cell)  # likewise the buffers its kernel keeps between calls
     gc.collect()
     before = _status_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:

@@ -148,8 +148,8 @@ def _run(roots, retain_graph, create_graph, capture):
         visit, expand = capture.prune(roots)
     for t, g in roots:
         _deliver(t, g, pending, buckets, leaves, create_graph, visit)
-    previous_mode, previous_capturing = _state.enabled, _state.capturing
-    _state.enabled, _state.capturing = create_graph, capture is not None
+    previous = _state.enabled, _state.capturing, _state.retaining
+    _state.enabled, _state.capturing, _state.retaining = create_graph, capture is not None, bool(retain_graph)
     anomaly = _state.anomaly
     generation = max(buckets, default=0)
     try:
@@ -208,7 +208,7 @@ def _run(roots, retain_graph, create_graph, capture):
         for t, g, owned in leaves.values():
             _finish_leaf(t, g, owned, create_graph, capture)
     finally:
-        _state.enabled, _state.capturing = previous_mode, previous_capturing
+        _state.enabled, _state.capturing, _state.retaining = previous
 
 
 def _call_backward(node, grads):

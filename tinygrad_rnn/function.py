@@ -40,6 +40,14 @@ class _GradState(threading.local):
     anomaly = False
     tape = None         # while a step is being traced (tinygrad_rnn.nn.trace_scan): where apply records
     capturing = False   # while tg.grad's pass runs: a backward that backpropagates inside must not touch .grad
+    retaining = False   # while a backward pass with retain_graph=True runs
+
+
+def graph_retained():
+    """True while a backward pass runs that keeps the graph (``retain_graph=True``): a node's
+    backward may then run again, so it must leave what its forward saved as it found it.
+    Otherwise a backward may write over its own saved buffers (the node is freed after it)."""
+    return _state.retaining
 
 
 _state = _GradState()

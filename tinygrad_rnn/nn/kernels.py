@@ -21,9 +21,11 @@ class Plans:
     then can another call get it. Two passes in flight therefore never share buffers, and
     a backward with ``retain_graph`` can run again on what its forward left. The kernels
     never hand out a view of a plan: outputs, final states and gradients are fresh arrays.
-    At most ``KEEP`` free plans are kept, the most recently returned."""
+    At most ``KEEP`` free plans are kept, the most recently returned: a layer called on one
+    shape after another rebuilds its buffers (as it would without plans) rather than hold
+    idle ones; :func:`clear_plans` frees them."""
 
-    KEEP = 2
+    KEEP = 1
 
     def __init__(self):
         self.free = []          # [(key, plan)], the most recently returned last
@@ -56,6 +58,11 @@ class Lease:
             self.plans.give_back(self.key, plan)
 
     __del__ = end
+
+
+def clear_plans(cell):
+    """Free the plans ``cell`` keeps for later calls (those a node holds go when the node does)."""
+    cell.__dict__.pop("_kernel_plans", None)
 
 
 def lease_plan(ctx, cell, key, build, steps):

@@ -18,6 +18,7 @@ straight into the buffer the gates are computed in. ``benchmarks/rnn_step.py``
 shows what it still pays over the traced step.
 """
 from .. import backend
+from ..function import graph_retained
 from .cells import GatedCell, GateLayout
 from .kernels import (context_of, fresh_outputs, half_sigmoid_rows, input_grads, keep_plan, kept_plan, lease_plan,
                       needs_context, plan_key, projection)
@@ -83,7 +84,7 @@ class LSTMKernel(Kernel):
     def backward(ctx, d_out, d_final, need_x, need_parts, need_params):
         x, w_ih, w = ctx.saved_tensors[0], ctx.params["weight_ih"], ctx.params["weight_hh"]
         xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, kept_plan(ctx, _Plan)
-        back = plan.backward()
+        back = plan.backward(in_place=not graph_retained())
         dh, dc, tmp = back.dh, back.dc, back.tmp
         xp.copyto(dh, d_final[0])
         xp.copyto(dc, d_final[1])
@@ -164,11 +165,13 @@ class _Plan:
         return [(hs[t], acts[t], *(acts[t][:, r] for r in rows), cs[t], cs[t + 1], self.tanh_c[t], hs[t + 1])
                 for t in range(acts.shape[0])]
 
-    def backward(self):
-        """The backward pass's buffers: made at the first backward, kept for more than one step."""
-        back = self._backward or _BackwardPlan(self)
+    def backward(self, in_place):
+        """The backward pass's buffers (kept for more than one step); dz is written over the gates
+        when ``in_place`` (a backward after which the node is freed), else into a buffer of its own."""
+        made = self._backward or {}
+        back = made.get(in_place) or _BackwardPlan(self, self.acts if in_place else None)
         if self.hs.shape[0] > 2:
-            self._backward = back
+            self._backward = {**made, in_place: back}
         return back
 
     def steps(self):
@@ -177,7 +180,8 @@ class _Plan:
 
 
 class _BackwardPlan:
-    """dz (T, B, 4H): each step's dz; dh, dc, tmp (B, H); and for a chunk of S steps, gate-major
+    """dz (T, B, 4H): each step's dz (the gates' own buffer, a chunk of steps after their local
+    derivatives were taken, when given); dh, dc, tmp (B, H); and for a chunk of S steps, gate-major
     so that the local derivatives are computed on contiguous arrays: local (4, S, B, H), i f g o
     then each gate's d(pre-activation) per unit of dc (i, f, g) or dh (o); dc_from_h (S, B, H),
     o (1 - tanh^2 c_t); forget (S, B, H), f. ``chunks``: per chunk, the last first, the
@@ -185,12 +189,12 @@ class _BackwardPlan:
 
     __slots__ = ("dz", "dz_rows", "local", "dc_from_h", "forget", "scratch", "dh", "dc", "tmp", "chunks")
 
-    def __init__(self, plan):
+    def __init__(self, plan, dz=None):
         acts = plan.acts
         steps, batch, width = acts.shape
         n = width // 4
         xp = backend.get_array_module(acts)
-        self.dz = xp.empty((steps, batch, width), acts.dtype)
+        self.dz = xp.empty((steps, batch, width), acts.dtype) if dz is None else dz
         self.dz_rows = self.dz.reshape(steps * batch, width)
         by_gate = self.dz.reshape(steps, batch, 4, n).transpose(0, 2, 1, 3)     # dz[t] as (4, B, H)
         size = min(steps, max(1, _CHUNK // (batch * n)))

@@ -548,19 +548,6 @@ class Program:
             result[i] = g
         return tuple(result)
 
-    # ----- study -----
-    def step_values(self, regs_p, parts, invariants, x):
-        """{label: array} of the named values of one step from p_t and the state parts."""
-        regs = self.registers(x, invariants)
-        for ins in self.pre:
-            _run(ins, regs)
-        regs[self.step_p_reg] = regs_p
-        for r, s in zip(self.state_in, parts):
-            regs[r] = s
-        for ins in self.loop:
-            _run(ins, regs)
-        return {label: regs[r] for label, r in self.names.items()}
-
 
 class _StepTrace:
     """One traced call of the step: its instructions and the registers of its inputs and results."""
@@ -931,13 +918,9 @@ def _as_constant(value, like):
     return value
 
 
-def _call_backward(ins, ctx, gouts, skip=False):
-    """The op's own backward with the gradients of its outputs; ``skip``: leave out the
-    loop-invariant operand of a deferred matmul."""
-    needs = ins.needs
-    if skip:
-        needs = tuple(n and i == ins.defer for i, n in enumerate(needs))
-    ctx.needs_input_grad = needs
+def _call_backward(ins, ctx, gouts):
+    """The op's own backward with the gradients of its outputs."""
+    ctx.needs_input_grad = ins.needs
     result = ins.cls.backward(ctx, *gouts)
     return result if type(result) is tuple else (result,)
 
