@@ -133,18 +133,20 @@ class RecurrentCell(Module):
         return _map_state(new, lambda s: s.reshape(-1)) if unbatched else new
 
 
-def check_state(cell, x, state, name=None):
+def check_state(cell, x, state, name=None, batch=None):
     """The state to start from: the cell's initial state when None, else ``state`` checked
     against it (a Tensor or a tuple like it, each part of its shape, dtype and device), after
-    checking that x is a floating tensor of the cell's parameters' dtype. x: (B, ...)."""
+    checking that x is a floating tensor of the cell's parameters' dtype. x: (B, ...), or any
+    shape when ``batch`` gives B."""
     name = name or type(cell).__name__
+    batch = x.shape[0] if batch is None else batch
     if x.dtype.kind != "f":
         raise TypeError(f"{name}: input has dtype {x.dtype.name}, expected a floating dtype (convert with .float())")
     for pname, p in cell.named_parameters():
         if p.dtype != x.dtype:
             raise TypeError(f"{name}: input is {x.dtype.name} but parameter {pname} is {p.dtype.name}; convert "
                             f"one of them (x.astype(...), or module.to(dtype=...)) so that they match")
-    reference = cell.initial_state(x.shape[0], x)
+    reference = cell.initial_state(batch, x)
     if state is None:
         return reference
     given, expected = _checked_parts(cell, state, name), _parts(reference)
@@ -155,7 +157,7 @@ def check_state(cell, x, state, name=None):
     for i, (s, r) in enumerate(zip(given, expected)):
         if s.shape != r.shape or s.dtype != r.dtype or s.device != r.device:
             raise ValueError(f"{name}: state part {i} is {s.shape} {s.dtype.name} on {s.device}, expected "
-                             f"{r.shape} {r.dtype.name} on {r.device} (batch {x.shape[0]}, like the input)")
+                             f"{r.shape} {r.dtype.name} on {r.device} (batch {batch}, like the input)")
     return state
 
 

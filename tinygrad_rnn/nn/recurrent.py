@@ -80,7 +80,7 @@ def unroll(cell, x, state=None, lengths=None, reverse=False, per_step=False):
     lengths = check_lengths(lengths, steps, batch, minimum=0)
     if reverse:
         x = reverse_time(x, lengths)
-    state = check_state(cell, x[0] if steps else x.reshape(batch, -1), state, type(cell).__name__)
+    state = check_state(cell, x, state, type(cell).__name__, batch=batch)
     valid = None if lengths is None else backend.to_device(np.arange(steps)[:, None] < lengths[None, :], x.device)
     scanned = None if per_step else trace_scan.scan(cell, x, state, valid)
     if scanned is not None:
@@ -308,6 +308,8 @@ class Recurrent(Module):
 
 
 def _stack_states(finals):
+    if len(finals) == 1:                    # one layer, one direction: (B, ...) -> (1, B, ...)
+        return _map(finals[0], lambda s: s.reshape((1,) + s.shape))
     if isinstance(finals[0], tuple):
         return tuple(stack([f[i] for f in finals], axis=0) for i in range(len(finals[0])))
     return stack(finals, axis=0)
