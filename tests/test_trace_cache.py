@@ -8,9 +8,12 @@ graph (``unroll(..., per_step=True)``):
 2. a Python attribute the step reads, changed between calls, is seen by the next call;
 3. a step that becomes data-dependent between calls (a mode switch) is still caught: one
    warning, then step-by-step execution with the per-step graph's results;
-4. the generated source is there to read, one line per op named after its class.
+4. the generated source is there to read, one line per op named after its class;
+5. what a cell keeps of its last trace holds no tensor of that call (nor the graph behind it).
 """
+import gc
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -112,3 +115,24 @@ def test_the_generated_source_names_every_op(device):
     for ins in program.loop:
         assert f"# {ins.cls.__name__}" in program.loop_source
         assert f"# {ins.cls.__name__}" in program.backward_source
+
+
+class OffsetCell(ScaledCell):
+    """h' = tanh(x W_ih^T + h W_hh^T) + offset, with ``offset`` a tensor set per call (as a decoder's
+    keys are): a loop-invariant input read from outside the cell's parameters."""
+
+    offset = None
+
+    def step(self, p, h):
+        return (p + h @ self.weight_hh.T).tanh() + self.offset
+
+
+def test_the_kept_trace_holds_no_tensor_of_its_call(device):
+    cell, x, h0 = problem(device)
+    cell.__class__ = OffsetCell
+    cell.offset = tg.Tensor(np.full((2, 3), 0.25), requires_grad=True, device=device) * 2   # a graph behind it
+    assert_same_as_per_step(cell, x, h0)
+    gone = weakref.ref(cell.offset)
+    cell.offset = None
+    gc.collect()
+    assert gone() is None

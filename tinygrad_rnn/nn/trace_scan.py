@@ -66,6 +66,7 @@ forward mode, higher order and the study tools.
 """
 import contextlib
 import warnings
+import weakref
 
 import numpy as np
 
@@ -245,17 +246,21 @@ class Program:
                 _probe(cell, first, twins, p.data[min(1, x.shape[0] - 1)], like)
         program._assemble(builder, pre, first, pre_tape)
         if earlier is not None:
-            program.adopt_compiled(earlier.program)
+            program.adopt_compiled(earlier)
         cell.__dict__["_last_trace"] = _LastTrace(first, program)
         return program
 
-    def adopt_compiled(self, other):
-        """Share ``other``'s generated loops if its loop segment is this one's, op for op."""
-        if (len(self.loop) == len(other.loop) and all(a.same_as(b) and a.defer == b.defer
-                                                      for a, b in zip(self.loop, other.loop))
-                and (self.step_p_reg, self.state_in, self.state_out, self.out_reg)
-                == (other.step_p_reg, other.state_in, other.state_out, other.out_reg)):
-            self._compiled = other.__dict__.setdefault("_compiled", {})
+    def loop_signature(self):
+        """What the generated loops are made from, besides the loop's instructions."""
+        return self.step_p_reg, self.state_in, self.state_out, self.out_reg
+
+    def adopt_compiled(self, earlier):
+        """Share the generated loops of an earlier program (a :class:`_LastTrace`) whose loop
+        segment is this one's, op for op."""
+        if (len(self.loop) == len(earlier.loop) and all(a.same_as(b) and a.defer == b.defer
+                                                        for a, b in zip(self.loop, earlier.loop))
+                and self.loop_signature() == earlier.signature):
+            self._compiled = earlier.compiled
 
     def _assemble(self, builder, pre, step, pre_tape):
         self.count = builder.count
@@ -599,17 +604,32 @@ def _probe(cell, first, twins, p_value, like):
             _check_same(first, other)
 
 
-class _LastTrace:
-    """A cell's last traced step and its program. A call whose step traces to the same program
-    (ops, wiring, constants, tensors read) on its own values needs no probes: that is the
-    evidence a probe gives, and the program passed the probes when it was first traced.
-    Its generated loops are shared too."""
+class _Seen:
+    """What a kept trace needs of a tensor its step read: a weak reference (is a later one the
+    same tensor?) and its device, requires_grad and values (is it an equal one?), without
+    keeping the tensor, and the graph behind it, alive."""
 
-    __slots__ = ("first", "program")
+    __slots__ = ("ref", "device", "requires_grad", "data", "shape")
+
+    def __init__(self, tensor):
+        self.ref, self.device, self.requires_grad = weakref.ref(tensor), tensor.device, tensor.requires_grad
+        self.data, self.shape = tensor.data, tensor.shape
+
+
+class _LastTrace:
+    """A cell's last traced step, and what its program's generated loops are made from. A call
+    whose step traces to the same program (ops, wiring, constants, tensors read) on its own
+    values needs no probes: that is the evidence a probe gives, and the program passed the
+    probes when it was first traced. Its generated loops are shared too. It holds no tensor
+    of that call (its graph could be large), only weak references and arrays."""
+
+    __slots__ = ("first", "loop", "signature", "compiled")
 
     def __init__(self, first, program):
         first.tape = first.new_parts = None         # this call's tensors: not needed to compare
-        self.first, self.program = first, program
+        first.externals = [(reg, _Seen(t)) for reg, t in first.externals]
+        self.first, self.loop, self.signature = first, program.loop, program.loop_signature()
+        self.compiled = program.__dict__.setdefault("_compiled", {})
 
     def same_step(self, other):
         if other.p_reg != self.first.p_reg or other.state_in != self.first.state_in:
@@ -667,8 +687,9 @@ def _check_same(first, other):
         problem = "it reads a different number of tensors from outside on different values"
     if problem is None:
         for (reg_a, a), (reg_b, b) in zip(first.externals, other.externals):
-            if reg_a != reg_b or not (a is b or (a.device == b.device and a.requires_grad == b.requires_grad
-                                                 and _same_value(a.data, b.data))):
+            same_tensor = a is b or (isinstance(a, _Seen) and a.ref() is b)
+            if reg_a != reg_b or not (same_tensor or (a.device == b.device and a.requires_grad == b.requires_grad
+                                                      and _same_value(a.data, b.data))):
                 problem = (f"a tensor of shape {a.shape} that it reads changes with the step's values (is it "
                            "made from them outside the ops, e.g. from .data?)")
                 break
