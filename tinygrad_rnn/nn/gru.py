@@ -14,7 +14,7 @@ one matmul, dL/dW_hh in one matmul over all steps).
 """
 from .. import backend, creation
 from .cells import GatedCell, GateLayout, project_input
-from .kernels import (context_of, fresh_outputs, half_sigmoid_rows, input_grads, keep_plan, kept_plan, lease_plan,
+from .kernels import (context_of, fresh_outputs, gate_scales, input_grads, keep_plan, kept_plan, lease_plan,
                       needs_context, plan_key, projection)
 from .trace_scan import Kernel, carry, masked_steps, named
 
@@ -157,15 +157,14 @@ class _Plan:
 
     __slots__ = ("w_ih_t", "p", "rec", "acts", "h_minus_n", "hs", "column_scale", "scale", "shift", "w_t",
                  "forward_steps", "_backward")
+    kept = ("p", "rec", "acts", "h_minus_n", "hs")    # what its backward reads (see kernels.keep_plan)
 
     def __init__(self, xp, steps, batch, inputs, n, dtype):
         self.w_ih_t = xp.empty((inputs, 3 * n), dtype)                   # W_ih^T (r, z columns halved)
         self.p, self.rec, self.acts = (xp.empty((steps, batch, 3 * n), dtype) for _ in range(3))
         self.h_minus_n = xp.empty((steps, batch, n), dtype)
         self.hs = xp.empty((steps + 1, batch, n), dtype)
-        self.column_scale = half_sigmoid_rows(xp, GATES, n, dtype)
-        self.scale = xp.ascontiguousarray(xp.broadcast_to(self.column_scale, (batch, 3 * n)))
-        self.shift = 1 - self.scale
+        self.column_scale, self.scale, self.shift = gate_scales(xp, GATES, n, batch, dtype)
         self.w_t = xp.empty((n, 3 * n), dtype)
         self.forward_steps = self._views() if steps > 1 else None
         self._backward = None

@@ -9,6 +9,7 @@ arrays of one sequence shape and, built once, the views of them that each time s
 reads, so that a step is its NumPy calls and nothing else: no buffer to fault in, no
 view to build, as a hand-written NumPy loop would do it.
 """
+import numpy as np
 
 PROJECTED_CONTEXT = "projected_context"
 
@@ -81,20 +82,24 @@ def lease_plan(ctx, cell, key, build, steps):
 
 def keep_plan(ctx, plan):
     """Keep ``plan`` on the node for its backward: itself when leased, else (a single step) the
-    tuple of its fields, arrays and Nones, which the garbage collector stops tracking, so that a
-    node of a step-by-step loop adds no tracked object."""
+    arrays its backward reads (``kept``, named by its class), as a tuple, which the garbage
+    collector stops tracking: a node of a step-by-step loop then adds no tracked object, and
+    keeps no buffer that only its forward needed (weights made ready for the forward's matmuls)."""
     if getattr(ctx, "lease", None) is not None:
         ctx.plan = plan
     else:
-        ctx.plan_fields = tuple(getattr(plan, name) for name in type(plan).__slots__)
+        ctx.plan_fields = tuple(getattr(plan, name) for name in type(plan).kept)
 
 
 def kept_plan(ctx, cls):
-    """The plan :func:`keep_plan` kept on ``ctx`` (a :class:`cls`)."""
+    """The plan :func:`keep_plan` kept on ``ctx`` (a :class:`cls`; of a single step, only the
+    fields in ``cls.kept``, the others None)."""
     plan = getattr(ctx, "plan", None)
     if plan is None:
         plan = cls.__new__(cls)
-        for name, value in zip(cls.__slots__, ctx.plan_fields):
+        for name in cls.__slots__:
+            setattr(plan, name, None)
+        for name, value in zip(cls.kept, ctx.plan_fields):
             setattr(plan, name, value)
     return plan
 
@@ -110,6 +115,29 @@ def half_sigmoid_rows(xp, layout, hidden_size, dtype):
     for rows in layout.sigmoid_rows(hidden_size):
         scale[rows] = 0.5
     return scale
+
+
+_SCALES = {}
+
+
+def gate_scales(xp, layout, hidden_size, batch, dtype):
+    """(column scale (G*H,), scale (B, G*H), shift (B, G*H)): sigmoid(z) = tanh(z * scale) * scale
+    + shift on the sigmoid gates (0.5, 0.5) and tanh(z) on the others (1, 0), so that one tanh
+    activates every gate of a step. Read-only arrays, shared by every call on NumPy (a cell called
+    step by step would otherwise build them at each step)."""
+    key = (layout.names, tuple(layout.activations.values()), hidden_size, batch, np.dtype(dtype).str)
+    found = _SCALES.get(key) if xp is np else None
+    if found is None:
+        column = half_sigmoid_rows(xp, layout, hidden_size, dtype)
+        scale = xp.ascontiguousarray(xp.broadcast_to(column, (batch, column.shape[0])))
+        found = column, scale, 1 - scale
+        if xp is np:
+            for array in found:
+                array.flags.writeable = False
+            if len(_SCALES) >= 64:
+                _SCALES.clear()
+            _SCALES[key] = found
+    return found
 
 
 def projection(xp, x, w_ih, bias, out, w_t, scale=None, context=None):

@@ -20,7 +20,7 @@ shows what it still pays over the traced step.
 from .. import backend
 from ..function import graph_retained
 from .cells import GatedCell, GateLayout
-from .kernels import (context_of, fresh_outputs, half_sigmoid_rows, input_grads, keep_plan, kept_plan, lease_plan,
+from .kernels import (context_of, fresh_outputs, gate_scales, input_grads, keep_plan, kept_plan, lease_plan,
                       needs_context, plan_key, projection)
 from .trace_scan import Kernel, carry, masked_steps
 
@@ -144,15 +144,14 @@ class _Plan:
 
     __slots__ = ("w_ih_t", "acts", "hs", "cs", "tanh_c", "column_scale", "scale", "shift", "w_t", "rec", "ig",
                  "forward_steps", "_backward")
+    kept = ("acts", "hs", "cs", "tanh_c")    # what its backward reads (see kernels.keep_plan)
 
     def __init__(self, xp, steps, batch, inputs, n, dtype):
         self.w_ih_t = xp.empty((inputs, 4 * n), dtype)                   # W_ih^T (sigmoid columns halved)
         self.acts = xp.empty((steps, batch, 4 * n), dtype)
         self.hs, self.cs = xp.empty((steps + 1, batch, n), dtype), xp.empty((steps + 1, batch, n), dtype)
         self.tanh_c = xp.empty((steps, batch, n), dtype)
-        self.column_scale = half_sigmoid_rows(xp, GATES, n, dtype)
-        self.scale = xp.ascontiguousarray(xp.broadcast_to(self.column_scale, (batch, 4 * n)))
-        self.shift = 1 - self.scale
+        self.column_scale, self.scale, self.shift = gate_scales(xp, GATES, n, batch, dtype)
         self.w_t = xp.empty((n, 4 * n), dtype)
         self.rec, self.ig = xp.empty((batch, 4 * n), dtype), xp.empty((batch, n), dtype)
         self.forward_steps = self._views() if steps > 1 else None

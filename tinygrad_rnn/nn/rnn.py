@@ -100,6 +100,7 @@ class _Plan:
     da_t; w_t = W_hh^T; rec and dh (B, H)."""
 
     __slots__ = ("w_ih_t", "hs", "da", "w_t", "rec", "dh", "forward_steps", "backward_steps")
+    kept = ("hs", "da", "dh")    # what its backward reads (see kernels.keep_plan)
 
     def __init__(self, xp, steps, batch, inputs, n, dtype):
         self.w_ih_t = xp.empty((inputs, n), dtype)                   # W_ih^T
