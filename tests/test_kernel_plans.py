@@ -9,8 +9,11 @@ traced composed step, which keeps nothing) run on each call alone:
 2. nothing a call returned changes afterwards: outputs and final states held across later
    calls, and the gradients of x and h0, keep their values;
 3. the plan is reused: a call after a finished backward gets the same buffers back, and
-   a call while an earlier one is in flight does not.
+   a call while an earlier one is in flight does not;
+4. a layer that has kept plans and traced programs still deep-copies, and the copy computes the same.
 """
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -129,3 +132,16 @@ def test_a_forward_without_graph_gives_its_plan_back(device):
         layer(x, as_state(h0))
     plans = [c.__dict__["_kernel_plans"] for c in layer.cells() if "_kernel_plans" in c.__dict__]
     assert len(plans) == 1 and len(plans[0].free) == 1          # the node died at once, its plan came back
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_layer_with_kept_buffers_deep_copies(device, fused):
+    layer, _ = make_layers("lstm", device)
+    if not fused:
+        layer = nn.LSTM(I, H, fused=False, device=device, dtype=F64)
+    x, h0, _ = inputs("lstm", (5, 2), False, 0, device)
+    out, finals = call(layer, x, as_state(h0), None)
+    loss_of(out, finals, 0).backward()
+    twin = copy.deepcopy(layer)
+    again, _ = call(twin, x, as_state(h0), None)
+    np.testing.assert_array_equal(again.numpy(), out.numpy())

@@ -91,6 +91,12 @@ class RecurrentCell(Module):
     input_size = hidden_size = None
     kernel = None
     state_names = ("h",)        # a name per state part, for the study tools
+    _CACHES = ("_kernel_program", "_kernel_plans", "_last_trace")   # kept for speed, rebuilt on demand
+
+    def __getstate__(self):
+        """The cell's attributes without what it keeps between calls for speed (kernel buffers,
+        its last traced program): a copy (``copy.deepcopy``) starts without them."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._CACHES}
 
     def project(self, x):
         """The input side of the step for inputs (*, input_size); the identity by default."""

@@ -9,6 +9,8 @@ arrays of one sequence shape and, built once, the views of them that each time s
 reads, so that a step is its NumPy calls and nothing else: no buffer to fault in, no
 view to build, as a hand-written NumPy loop would do it.
 """
+import threading
+
 import numpy as np
 
 PROJECTED_CONTEXT = "projected_context"
@@ -30,18 +32,21 @@ class Plans:
 
     def __init__(self):
         self.free = []          # [(key, plan)], the most recently returned last
+        self.lock = threading.Lock()    # two threads calling one layer never take the same plan
 
     def lease(self, key, build):
         """A :class:`Lease` on a free plan for ``key``, or on a new one made by ``build()``."""
-        for k in range(len(self.free) - 1, -1, -1):
-            if self.free[k][0] == key:
-                return Lease(self, key, self.free.pop(k)[1])
+        with self.lock:
+            for k in range(len(self.free) - 1, -1, -1):
+                if self.free[k][0] == key:
+                    return Lease(self, key, self.free.pop(k)[1])
         return Lease(self, key, build())
 
     def give_back(self, key, plan):
-        self.free.append((key, plan))
-        if len(self.free) > self.KEEP:
-            del self.free[0]
+        with self.lock:
+            self.free.append((key, plan))
+            if len(self.free) > self.KEEP:
+                del self.free[0]
 
 
 class Lease:
