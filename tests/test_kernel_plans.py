@@ -10,7 +10,8 @@ traced composed step, which keeps nothing) run on each call alone:
    calls, and the gradients of x and h0, keep their values;
 3. the plan is reused: a call after a finished backward gets the same buffers back, and
    a call while an earlier one is in flight does not;
-4. a layer that has kept plans and traced programs still deep-copies, and the copy computes the same.
+4. a layer that has kept plans and traced programs still deep-copies, and the copy computes the same;
+5. an LSTM backward that stopped part way after writing over its saved gates refuses to run again.
 """
 import copy
 
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
+from tinygrad_rnn.nn import lstm
 from helpers import hyp, parts, scan_nodes
 
 F64 = tg.float64
@@ -145,3 +147,20 @@ def test_a_layer_with_kept_buffers_deep_copies(device, fused):
     twin = copy.deepcopy(layer)
     again, _ = call(twin, x, as_state(h0), None)
     np.testing.assert_array_equal(again.numpy(), out.numpy())
+
+
+def test_a_backward_that_failed_after_writing_over_the_gates_is_not_run_again(device, monkeypatch):
+    layer, _ = make_layers("lstm", device)
+    x, h0, _ = inputs("lstm", (5, 2), False, 0, device)
+    out, finals = call(layer, x, as_state(h0), None)
+    loss = loss_of(out, finals, 0)
+
+    def fail(*args, **kwargs):
+        raise MemoryError("no room for the input gradients")
+
+    monkeypatch.setattr(lstm, "input_grads", fail)              # after the loop has written dz over the gates
+    with pytest.raises(MemoryError):
+        loss.backward()
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="saved gates"):       # a loss anew, on the layer's outputs: the
+        out.sum().backward(retain_graph=True)                   # first one's own nodes were freed

@@ -14,8 +14,8 @@ one matmul, dL/dW_hh in one matmul over all steps).
 """
 from .. import backend, creation
 from .cells import GatedCell, GateLayout, project_input
-from .kernels import (context_of, fresh_outputs, gate_scales, input_grads, keep_plan, kept_plan, lease_plan,
-                      needs_context, plan_key, projection)
+from .kernels import (KernelPlan, context_of, fresh_outputs, gate_scales, input_grads, keep_plan, kept_plan,
+                      lease_plan, needs_context, plan_key, projection)
 from .trace_scan import Kernel, carry, masked_steps, named
 
 GATES = GateLayout(r="sigmoid", z="sigmoid", n="tanh")
@@ -149,14 +149,13 @@ def _local_derivatives(xp, rz, q, cand, h_minus_n, local, scratch):
     xp.multiply(coef_r, q, out=coef_r)
 
 
-class _Plan:
+class _Plan(KernelPlan):
     """A GRU layer's buffers for one shape, and the views each step reads: p (T, B, 3H), the
     projected inputs (r and z columns halved); rec (T, B, 3H), h W_hh^T per step, its last block
     q; acts (T, B, 3H), r | z | n; h_minus_n (T, B, H); hs (T+1, B, H); w_t (H, 3H), W_hh^T with
     r and z columns halved; scale and shift (B, 3H), 0.5 and 0.5 on r and z."""
 
-    __slots__ = ("w_ih_t", "p", "rec", "acts", "h_minus_n", "hs", "column_scale", "scale", "shift", "w_t",
-                 "forward_steps", "_backward")
+    __slots__ = ("w_ih_t", "p", "rec", "acts", "h_minus_n", "hs", "column_scale", "scale", "shift", "w_t")
     kept = ("p", "rec", "acts", "h_minus_n", "hs")    # what its backward reads (see kernels.keep_plan)
 
     def __init__(self, xp, steps, batch, inputs, n, dtype):
@@ -166,8 +165,7 @@ class _Plan:
         self.hs = xp.empty((steps + 1, batch, n), dtype)
         self.column_scale, self.scale, self.shift = gate_scales(xp, GATES, n, batch, dtype)
         self.w_t = xp.empty((n, 3 * n), dtype)
-        self.forward_steps = self._views() if steps > 1 else None
-        self._backward = None
+        self._start(steps)
 
     def _views(self):
         n = self.hs.shape[2]
@@ -175,16 +173,8 @@ class _Plan:
         return [(hs[t], hs[t + 1], rec[t], rec[t][:, 2 * n:], acts[t], p[t], acts[t][:, :n], acts[t][:, n:2 * n],
                  acts[t][:, 2 * n:], p[t][:, 2 * n:], self.h_minus_n[t]) for t in range(p.shape[0])]
 
-    def backward(self):
-        """The backward pass's buffers: made at the first backward, kept for more than one step."""
-        back = self._backward or _BackwardPlan(self)
-        if self.hs.shape[0] > 2:
-            self._backward = back
-        return back
-
-    def steps(self):
-        """The views each forward step reads (kept for more than one step)."""
-        return self.forward_steps or self._views()
+    def _make_backward(self, variant):
+        return _BackwardPlan(self)
 
 
 class _BackwardPlan:

@@ -66,6 +66,36 @@ class Lease:
     __del__ = end
 
 
+class KernelPlan:
+    """Base of a kernel's plan: its buffers for one shape (the subclass's ``__slots__``), the
+    views each forward step reads (``_views()``) and what its backward pass uses
+    (``_make_backward(variant)``). A plan kept for later calls (more than one step) builds its
+    views and backward buffers once; a single step's plan builds them when asked, keeping
+    nothing more on the node than ``kept``, the fields its backward reads."""
+
+    __slots__ = ("forward_steps", "_backward")
+    kept = ()
+
+    def _start(self, steps):
+        self.forward_steps = self._views() if steps > 1 else None
+        self._backward = None
+
+    def steps(self):
+        """The views each forward step reads."""
+        return self.forward_steps or self._views()
+
+    def backward(self, variant=None):
+        """What the backward pass uses (its buffers, its views), for ``variant`` (a kernel's
+        choice, e.g. whether it may write over the forward's buffers); kept with the plan."""
+        made = self._backward or {}
+        back = made.get(variant)
+        if back is None:
+            back = self._make_backward(variant)
+            if self.forward_steps is not None:
+                self._backward = {**made, variant: back}
+        return back
+
+
 def clear_plans(cell):
     """Free the plans ``cell`` keeps for later calls (those a node holds go when the node does)."""
     cell.__dict__.pop("_kernel_plans", None)
@@ -102,8 +132,9 @@ def kept_plan(ctx, cls):
     plan = getattr(ctx, "plan", None)
     if plan is None:
         plan = cls.__new__(cls)
-        for name in cls.__slots__:
-            setattr(plan, name, None)
+        for klass in cls.__mro__:
+            for name in getattr(klass, "__slots__", ()):
+                setattr(plan, name, None)
         for name, value in zip(cls.kept, ctx.plan_fields):
             setattr(plan, name, value)
     return plan

@@ -20,8 +20,8 @@ shows what it still pays over the traced step.
 from .. import backend
 from ..function import graph_retained
 from .cells import GatedCell, GateLayout
-from .kernels import (context_of, fresh_outputs, gate_scales, input_grads, keep_plan, kept_plan, lease_plan,
-                      needs_context, plan_key, projection)
+from .kernels import (KernelPlan, context_of, fresh_outputs, gate_scales, input_grads, keep_plan, kept_plan,
+                      lease_plan, needs_context, plan_key, projection)
 from .trace_scan import Kernel, carry, masked_steps
 
 GATES = GateLayout(i="sigmoid", f="sigmoid", g="tanh", o="sigmoid")
@@ -84,7 +84,12 @@ class LSTMKernel(Kernel):
     def backward(ctx, d_out, d_final, need_x, need_parts, need_params):
         x, w_ih, w = ctx.saved_tensors[0], ctx.params["weight_ih"], ctx.params["weight_hh"]
         xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, kept_plan(ctx, _Plan)
-        back = plan.backward(in_place=not graph_retained())
+        if getattr(ctx, "gates_overwritten", False):
+            raise RuntimeError("LSTMKernel: a backward pass through this node stopped part way after writing "
+                               "over its saved gates (it did not keep the graph); run the forward pass again")
+        in_place = not graph_retained()
+        ctx.gates_overwritten = in_place
+        back = plan.backward(in_place)
         dh, dc, tmp = back.dh, back.dc, back.tmp
         xp.copyto(dh, d_final[0])
         xp.copyto(dc, d_final[1])
@@ -134,7 +139,7 @@ def _masked_step(xp, mask, d_out_t, w, back, views):
     xp.copyto(dh, dz_rows @ w, where=mask)
 
 
-class _Plan:
+class _Plan(KernelPlan):
     """An LSTM layer's buffers for one shape, and the views each step reads.
 
     acts (T, B, 4H): the projected inputs, then the pre-activations, then the gates; hs, cs
@@ -142,8 +147,7 @@ class _Plan:
     shift (B, 4H): 0.5 and 0.5 on sigmoid columns, 1 and 0 on g. The backward pass's own
     buffers (:class:`_BackwardPlan`) are made at its first backward."""
 
-    __slots__ = ("w_ih_t", "acts", "hs", "cs", "tanh_c", "column_scale", "scale", "shift", "w_t", "rec", "ig",
-                 "forward_steps", "_backward")
+    __slots__ = ("w_ih_t", "acts", "hs", "cs", "tanh_c", "column_scale", "scale", "shift", "w_t", "rec", "ig")
     kept = ("acts", "hs", "cs", "tanh_c")    # what its backward reads (see kernels.keep_plan)
 
     def __init__(self, xp, steps, batch, inputs, n, dtype):
@@ -154,8 +158,7 @@ class _Plan:
         self.column_scale, self.scale, self.shift = gate_scales(xp, GATES, n, batch, dtype)
         self.w_t = xp.empty((n, 4 * n), dtype)
         self.rec, self.ig = xp.empty((batch, 4 * n), dtype), xp.empty((batch, n), dtype)
-        self.forward_steps = self._views() if steps > 1 else None
-        self._backward = None
+        self._start(steps)
 
     def _views(self):
         n = self.hs.shape[2]
@@ -164,18 +167,10 @@ class _Plan:
         return [(hs[t], acts[t], *(acts[t][:, r] for r in rows), cs[t], cs[t + 1], self.tanh_c[t], hs[t + 1])
                 for t in range(acts.shape[0])]
 
-    def backward(self, in_place):
-        """The backward pass's buffers (kept for more than one step); dz is written over the gates
-        when ``in_place`` (a backward after which the node is freed), else into a buffer of its own."""
-        made = self._backward or {}
-        back = made.get(in_place) or _BackwardPlan(self, self.acts if in_place else None)
-        if self.hs.shape[0] > 2:
-            self._backward = {**made, in_place: back}
-        return back
-
-    def steps(self):
-        """The views each forward step reads (kept for more than one step)."""
-        return self.forward_steps or self._views()
+    def _make_backward(self, in_place):
+        """dz is written over the gates when ``in_place`` (a backward after which the node is
+        freed), else into a buffer of its own."""
+        return _BackwardPlan(self, self.acts if in_place else None)
 
 
 class _BackwardPlan:

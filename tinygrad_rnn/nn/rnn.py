@@ -9,8 +9,8 @@ in-place activation.
 """
 from .. import backend
 from .cells import GatedCell, GateLayout
-from .kernels import (context_of, fresh_outputs, input_grads, keep_plan, kept_plan, lease_plan, needs_context,
-                      plan_key, projection)
+from .kernels import (KernelPlan, context_of, fresh_outputs, input_grads, keep_plan, kept_plan, lease_plan,
+                      needs_context, plan_key, projection)
 from .trace_scan import Kernel, carry, masked_steps, named
 
 GATES = GateLayout(h="tanh")
@@ -69,7 +69,7 @@ class RNNKernel(Kernel):
         xp.copyto(dh, d_final[0])
         reads_out, need_h0 = d_out is not None, need_parts[0]
         add, matmul, multiply = xp.add, xp.matmul, xp.multiply
-        for t, da in plan.steps_back():
+        for t, da in plan.backward():
             if start is not None and t >= start:
                 mask = valid[t][:, None]
                 if reads_out:
@@ -94,29 +94,26 @@ class RNNKernel(Kernel):
         return dx, (dh.copy() if need_h0 else None,), grads
 
 
-class _Plan:
+class _Plan(KernelPlan):
     """An RNN layer's buffers for one shape, and the views each step reads: hs (T+1, B, H),
     hs[t + 1] first the projected input of step t, then h_t; da (T, B, H), act'(a_t), then
     da_t; w_t = W_hh^T; rec and dh (B, H)."""
 
-    __slots__ = ("w_ih_t", "hs", "da", "w_t", "rec", "dh", "forward_steps", "backward_steps")
+    __slots__ = ("w_ih_t", "hs", "da", "w_t", "rec", "dh")
     kept = ("hs", "da", "dh")    # what its backward reads (see kernels.keep_plan)
 
     def __init__(self, xp, steps, batch, inputs, n, dtype):
         self.w_ih_t = xp.empty((inputs, n), dtype)                   # W_ih^T
         self.hs, self.da = xp.empty((steps + 1, batch, n), dtype), xp.empty((steps, batch, n), dtype)
         self.w_t, self.rec, self.dh = xp.empty((n, n), dtype), xp.empty((batch, n), dtype), xp.empty((batch, n), dtype)
-        self.forward_steps = self.backward_steps = None
-        if steps > 1:                       # kept for more than one step (see kernels.lease_plan)
-            self.forward_steps, self.backward_steps = self.steps(), self.steps_back()
+        self._start(steps)
 
-    def steps(self):
-        """The views each forward step reads."""
-        return self.forward_steps or [(self.hs[t], self.hs[t + 1]) for t in range(self.da.shape[0])]
+    def _views(self):
+        return [(self.hs[t], self.hs[t + 1]) for t in range(self.da.shape[0])]
 
-    def steps_back(self):
+    def _make_backward(self, variant):
         """The views each backward step reads, the last step first."""
-        return self.backward_steps or [(t, self.da[t]) for t in range(self.da.shape[0] - 1, -1, -1)]
+        return [(t, self.da[t]) for t in range(self.da.shape[0] - 1, -1, -1)]
 
 
 class RNNCell(GatedCell):

@@ -347,15 +347,27 @@ class Program:
     def compiled_loop(self, gpu):
         """The loop segment as a Python function, generated once per program and device kind:
         its registers are local variables and each op a direct call of its class's ``forward``,
-        so that a step costs its ops and little else. ``self.loop_source`` shows it."""
+        so that a step costs its ops and little else. :attr:`loop_source` shows it."""
         cache = self.__dict__.setdefault("_compiled", {})
         if gpu not in cache:
             source, names = _loop_source(self, gpu)
             scope = dict(names)
             exec(compile(source, f"<traced loop of {type(self.cell).__name__}>", "exec"), scope)
             cache[gpu] = scope["loop"]
-            self.loop_source = source
         return cache[gpu]
+
+    @property
+    def loop_source(self):
+        """The Python source of the generated forward loop (on NumPy arrays)."""
+        return _loop_source(self, False)[0]
+
+    @property
+    def backward_source(self):
+        """The Python source of the generated backward loop, for the gradients the node's last
+        backward asked for (for all its inputs if it has not run one)."""
+        if any(ins.needs is None for ins in self.loop):
+            self.prepare_backward((True,) * (1 + self.n_state + len(self.inputs)))
+        return _backward_source(self)[0]
 
     # ----- backward -----
     def prepare_backward(self, needs):
@@ -439,7 +451,6 @@ class Program:
             scope = dict(names)
             exec(compile(source, f"<traced backward of {type(self.cell).__name__}>", "exec"), scope)
             cache[key] = scope["loop"]
-            self.backward_source = source
         return cache[key]
 
     def _deferred_backward(self, node, ins, operands, gs, grads, xp):
