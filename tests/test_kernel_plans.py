@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
-from tinygrad_rnn.nn import lstm
+from tinygrad_rnn.nn.kernels import RowGrads
 from helpers import hyp, parts, scan_nodes
 
 F64 = tg.float64
@@ -158,9 +158,35 @@ def test_a_backward_that_failed_after_writing_over_the_gates_is_not_run_again(de
     def fail(*args, **kwargs):
         raise MemoryError("no room for the input gradients")
 
-    monkeypatch.setattr(lstm, "input_grads", fail)              # after the loop has written dz over the gates
+    monkeypatch.setattr(RowGrads, "done", fail)                 # after the loop has written dz over the gates
     with pytest.raises(MemoryError):
         loss.backward()
     monkeypatch.undo()
     with pytest.raises(RuntimeError, match="saved gates"):       # a loss anew, on the layer's outputs: the
         out.sum().backward(retain_graph=True)                   # first one's own nodes were freed
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+@pytest.mark.parametrize("block_rows, chunk", [(1, None), (5, 8), (2, 4)])
+@pytest.mark.parametrize("lengths_on", [False, True])
+def test_row_gradients_summed_in_blocks_of_steps_equal_the_traced_step(device, monkeypatch, kind, block_rows,
+                                                                      chunk, lengths_on):
+    """The kernels sum dx, dW, db and the context's gradient a block of steps at a time (RowGrads);
+    with blocks of 1 to 3 steps (B = 2), across chunk boundaries of the local derivatives and
+    through the masked steps, every gradient equals the traced step's."""
+    from tinygrad_rnn.nn import gru, kernels, lstm
+    monkeypatch.setattr(kernels, "_BLOCK_ROWS", block_rows)
+    if chunk is not None:
+        monkeypatch.setattr(lstm, "_CHUNK", chunk)
+        monkeypatch.setattr(gru, "_CHUNK", chunk)
+    results = []
+    for fused in (False, True):
+        tg.manual_seed(4)
+        layer = LAYERS[kind](I, H, context_size=2, fused=fused, device=device, dtype=F64)
+        x, h0, lengths = inputs(kind, (7, 2), lengths_on, 5, device)
+        context = tg.Tensor(np.random.default_rng(6).standard_normal((2, 2)), requires_grad=True, device=device)
+        out, finals = layer(x, as_state(h0), lengths=lengths, context=context)
+        loss = loss_of(out, parts(finals), 7)
+        results.append([g.numpy() for g in tg.grad(loss, [x, context, *h0] + layer.parameters())])
+    for got, expected in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)

@@ -14,8 +14,8 @@ one matmul, dL/dW_hh in one matmul over all steps).
 """
 from .. import backend, creation
 from .cells import GatedCell, GateLayout, project_input
-from .kernels import (KernelPlan, context_of, fresh_outputs, gate_scales, input_grads, keep_plan, kept_plan,
-                      lease_plan, needs_context, plan_key, projection)
+from .kernels import (PROJECTED_CONTEXT, KernelPlan, RowGrads, context_of, fresh_outputs, gate_scales, keep_plan,
+                      kept_plan, lease_plan, needs_context, plan_key, projection)
 from .trace_scan import Kernel, carry, masked_steps, named
 
 GATES = GateLayout(r="sigmoid", z="sigmoid", n="tanh")
@@ -87,14 +87,14 @@ class GRUKernel(Kernel):
         x, w_ih, w = ctx.saved_tensors[0], ctx.params["weight_ih"], ctx.params["weight_hh"]
         xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, kept_plan(ctx, _Plan)
         back = plan.backward()
-        steps, batch, _ = x.shape
         n = w.shape[1]
         w_back, dh, rec = back.w_back, back.dh, back.rec
         w_back[:n], w_back[n:] = w[2 * n:], w[:2 * n]           # rows n | r | z, as dq | dz_r | dz_z
         xp.copyto(dh, d_final[0])
         reads_out, need_h0 = d_out is not None, need_parts[0]
+        rows = _row_grads(xp, back.d, x, plan.hs, w_ih, need_x, need_params)
         add, matmul, multiply = xp.add, xp.matmul, xp.multiply
-        for locals_of_chunk, steps_back in back.chunks:         # the last chunk first
+        for first, locals_of_chunk, steps_back in back.chunks:  # the last chunk first
             _local_derivatives(xp, *locals_of_chunk)
             for t, dz_z_dp_n, dq_dz_r, dp_n, d_hh, coef_z_n, r_coef_r, z in steps_back:
                 if start is not None and t >= start:
@@ -114,17 +114,35 @@ class GRUKernel(Kernel):
                     matmul(d_hh, w_back, out=rec)
                     multiply(dh, z, out=dh)
                     add(dh, rec, out=dh)                        # dh_{t-1}
-        d_rows = back.d.reshape(steps * batch, 4 * n)
-        recurrent, d_input = d_rows[:, :3 * n], back.d[..., n:]   # [dq, dz_r, dz_z]; [dz_r, dz_z, dp_n]
-        grads = input_grads(d_input, x, w_ih, need_x, need_params["weight_ih"], needs_context(need_params))
-        if need_params["bias_ih"]:
-            grads["bias_ih"] = d_rows[:, n:].sum(axis=0)
-        if need_params["weight_hh"]:
-            grads["weight_hh"] = _rows_rzn(xp, recurrent.T @ plan.hs[:-1].reshape(steps * batch, n), n)
-        if need_params["bias_hh"]:
-            grads["bias_hh"] = _rows_rzn(xp, recurrent.sum(axis=0), n)
+            rows.done(first)
+        grads = rows.grads
+        for name in ("weight_hh", "bias_hh"):
+            if name in grads:
+                grads[name] = _rows_rzn(xp, grads[name], n)
         dx = grads.pop("x", None)
         return dx, (dh.copy() if need_h0 else None,), grads
+
+
+def _row_grads(xp, d, x, hs, w_ih, need_x, need_params):
+    """The gradients summed over the rows of every step, from d (T, B, 4H) = dq | dz_r | dz_z |
+    dp_n: those of x, W_ih, b_ih and the projected context from [dz_r, dz_z, dp_n], those of
+    W_hh and b_hh from [dq, dz_r, dz_z] (rows n | r | z: see :func:`_rows_rzn`)."""
+    n = d.shape[2] // 4
+    recurrent, d_input = d[..., :3 * n], d[..., n:]
+    rows = RowGrads(xp, x.shape[0], x.shape[1])
+    if need_x:
+        rows.times("x", d_input, w_ih)
+    if need_params["weight_ih"]:
+        rows.product("weight_ih", d_input, x)
+    if need_params["weight_hh"]:
+        rows.product("weight_hh", recurrent, hs[:-1])
+    if need_params["bias_ih"]:
+        rows.total("bias_ih", d_input)
+    if need_params["bias_hh"]:
+        rows.total("bias_hh", recurrent)
+    if needs_context(need_params):
+        rows.step_total(PROJECTED_CONTEXT, d_input)
+    return rows
 
 
 def _rows_rzn(xp, g, n):
@@ -179,7 +197,7 @@ class _Plan(KernelPlan):
 
 class _BackwardPlan:
     """d (T, B, 4H): dq | dz_r | dz_z | dp_n per step; w_back (3H, H): W_hh's rows n | r | z;
-    dh, rec (B, H); per chunk of S steps, the last first, the arguments of
+    dh, rec (B, H); per chunk of S steps, the last first, its first step, the arguments of
     :func:`_local_derivatives` (into local (5, S, B, H)) and the views of each step, the last first."""
 
     __slots__ = ("d", "w_back", "dh", "rec", "local", "scratch", "chunks")
@@ -202,7 +220,7 @@ class _BackwardPlan:
             rz = plan.acts[first:stop].reshape(m, batch, 3, n)[:, :, :2].transpose(2, 0, 1, 3)
             locals_of_chunk = (rz, plan.rec[first:stop, :, 2 * n:], plan.acts[first:stop, :, 2 * n:],
                                plan.h_minus_n[first:stop], self.local[:, :m], self.scratch[:m])
-            self.chunks.append((locals_of_chunk, [
+            self.chunks.append((first, locals_of_chunk, [
                 (t, blocks[t, 2:], blocks[t, :2], self.d[t][:, 3 * n:], self.d[t][:, :3 * n],
                  self.local[2:4, t - first], self.local[0:2, t - first], self.local[4, t - first])
                 for t in range(stop - 1, first - 1, -1)]))

@@ -20,8 +20,8 @@ shows what it still pays over the traced step.
 from .. import backend
 from ..function import graph_retained
 from .cells import GatedCell, GateLayout
-from .kernels import (KernelPlan, context_of, fresh_outputs, gate_scales, input_grads, keep_plan, kept_plan,
-                      lease_plan, needs_context, plan_key, projection)
+from .kernels import (PROJECTED_CONTEXT, KernelPlan, RowGrads, context_of, fresh_outputs, gate_scales, keep_plan,
+                      kept_plan, lease_plan, needs_context, plan_key, projection)
 from .trace_scan import Kernel, carry, masked_steps
 
 GATES = GateLayout(i="sigmoid", f="sigmoid", g="tanh", o="sigmoid")
@@ -38,8 +38,9 @@ class LSTMKernel(Kernel):
 
     The local derivatives are computed a chunk of steps at a time, just before the loop
     reaches them (while they are in cache: computed for all T at once, they cost per step
-    3x more at T = 10,000 than at T = 100); dL/dW_hh, dL/dW_ih and dL/dx are one matmul
-    each over all T*B rows. The buffers and the views each step reads are a :class:`_Plan`,
+    3x more at T = 10,000 than at T = 100); dL/dW_hh, dL/dW_ih, dL/db and dL/dx are a matmul
+    or a sum over the T*B rows of dz, taken a block of steps at a time as the loop leaves it
+    (:class:`~tinygrad_rnn.nn.kernels.RowGrads`). The buffers and the views each step reads are a :class:`_Plan`,
     kept for the next call of the same shape (:class:`~tinygrad_rnn.nn.kernels.Plans`)."""
 
     takes_context = True        # a projected context among its parameters is added at every step
@@ -94,9 +95,10 @@ class LSTMKernel(Kernel):
         xp.copyto(dh, d_final[0])
         xp.copyto(dc, d_final[1])
         reads_out, need_h0 = d_out is not None, need_parts[0]  # reads_out False when only h_n, c_n are used
+        rows = _row_grads(xp, back.dz, x, plan.hs, w_ih, need_x, need_params)
         add, matmul, multiply = xp.add, xp.matmul, xp.multiply
-        for locals_of_chunk, steps_back in back.chunks:         # the last chunk first: its local
-            _local_derivatives(xp, *locals_of_chunk)            # derivatives stay in cache for its loop
+        for (first, stop), locals_of_chunk, steps_back in back.chunks:   # the last chunk first: its local
+            _local_derivatives(xp, *locals_of_chunk)                    # derivatives stay in cache for its loop
             for t, dz_rows, dz_o, dz_ifg, local_o, local_ifg, dc_from_h, forget in steps_back:
                 if start is not None and t >= start:
                     _masked_step(xp, valid[t][:, None], None if d_out is None else d_out[t], w, back,
@@ -111,15 +113,29 @@ class LSTMKernel(Kernel):
                 multiply(dc, forget, out=dc)                 # dc_{t-1}
                 if t or need_h0:
                     matmul(dz_rows, w, out=dh)               # dh_{t-1}
-        steps, batch, _ = x.shape
-        grads = input_grads(back.dz, x, w_ih, need_x, need_params["weight_ih"], needs_context(need_params))
-        if need_params["weight_hh"]:
-            grads["weight_hh"] = back.dz_rows.T @ plan.hs[:-1].reshape(steps * batch, -1)
-        if need_params["bias_ih"] or need_params["bias_hh"]:
-            db = back.dz_rows.sum(axis=0)
-            grads["bias_ih"], grads["bias_hh"] = db, db
+            rows.done(first)
+        grads = rows.grads
+        if "bias" in grads:
+            grads["bias_ih"] = grads["bias_hh"] = grads.pop("bias")
         dx = grads.pop("x", None)
         return dx, (dh.copy() if need_h0 else None, dc.copy() if need_parts[1] else None), grads
+
+
+def _row_grads(xp, dz, x, hs, w_ih, need_x, need_params):
+    """The gradients summed over the rows of every step, from dz (T, B, 4H): dx, dW_ih, dW_hh,
+    the bias (both biases' gradient) and the projected context's, those needed."""
+    rows = RowGrads(xp, x.shape[0], x.shape[1])
+    if need_x:
+        rows.times("x", dz, w_ih)
+    if need_params["weight_ih"]:
+        rows.product("weight_ih", dz, x)
+    if need_params["weight_hh"]:
+        rows.product("weight_hh", dz, hs[:-1])
+    if need_params["bias_ih"] or need_params["bias_hh"]:
+        rows.total("bias", dz)
+    if needs_context(need_params):
+        rows.step_total(PROJECTED_CONTEXT, dz)
+    return rows
 
 
 def _masked_step(xp, mask, d_out_t, w, back, views):
@@ -178,10 +194,11 @@ class _BackwardPlan:
     derivatives were taken, when given); dh, dc, tmp (B, H); and for a chunk of S steps, gate-major
     so that the local derivatives are computed on contiguous arrays: local (4, S, B, H), i f g o
     then each gate's d(pre-activation) per unit of dc (i, f, g) or dh (o); dc_from_h (S, B, H),
-    o (1 - tanh^2 c_t); forget (S, B, H), f. ``chunks``: per chunk, the last first, the
-    arguments of :func:`_local_derivatives` and the views of each of its steps, the last first."""
+    o (1 - tanh^2 c_t); forget (S, B, H), f. ``chunks``: per chunk, the last first, its steps
+    (first, stop), the arguments of :func:`_local_derivatives` and the views of each of its steps,
+    the last first."""
 
-    __slots__ = ("dz", "dz_rows", "local", "dc_from_h", "forget", "scratch", "dh", "dc", "tmp", "chunks")
+    __slots__ = ("dz", "local", "dc_from_h", "forget", "scratch", "dh", "dc", "tmp", "chunks")
 
     def __init__(self, plan, dz=None):
         acts = plan.acts
@@ -189,7 +206,6 @@ class _BackwardPlan:
         n = width // 4
         xp = backend.get_array_module(acts)
         self.dz = xp.empty((steps, batch, width), acts.dtype) if dz is None else dz
-        self.dz_rows = self.dz.reshape(steps * batch, width)
         by_gate = self.dz.reshape(steps, batch, 4, n).transpose(0, 2, 1, 3)     # dz[t] as (4, B, H)
         size = min(steps, max(1, _CHUNK // (batch * n)))
         self.local = xp.empty((4, size, batch, n), acts.dtype)
@@ -202,7 +218,7 @@ class _BackwardPlan:
             gates = acts[first:stop].reshape(m, batch, 4, n).transpose(2, 0, 1, 3)
             locals_of_chunk = (gates, plan.tanh_c[first:stop], plan.cs[first:stop], self.local[:, :m],
                                self.dc_from_h[:m], self.forget[:m], self.scratch[:m])
-            self.chunks.append((locals_of_chunk, [
+            self.chunks.append(((first, stop), locals_of_chunk, [
                 (t, self.dz[t], by_gate[t, 3], by_gate[t, :3], self.local[3, t - first], self.local[:3, t - first],
                  self.dc_from_h[t - first], self.forget[t - first]) for t in range(stop - 1, first - 1, -1)]))
 

@@ -9,8 +9,8 @@ in-place activation.
 """
 from .. import backend
 from .cells import GatedCell, GateLayout
-from .kernels import (KernelPlan, context_of, fresh_outputs, input_grads, keep_plan, kept_plan, lease_plan,
-                      needs_context, plan_key, projection)
+from .kernels import (PROJECTED_CONTEXT, KernelPlan, RowGrads, context_of, fresh_outputs, keep_plan, kept_plan,
+                      lease_plan, needs_context, plan_key, projection)
 from .trace_scan import Kernel, carry, masked_steps, named
 
 GATES = GateLayout(h="tanh")
@@ -59,7 +59,6 @@ class RNNKernel(Kernel):
     def backward(ctx, d_out, d_final, need_x, need_parts, need_params):
         x, w = ctx.saved_tensors[0], ctx.params["weight_hh"]
         xp, valid, start, plan = ctx.xp, ctx.valid, ctx.start, kept_plan(ctx, _Plan)
-        steps, batch, _ = x.shape
         hs, da_all, dh = plan.hs, plan.da, plan.dh
         if ctx.nonlinearity == "tanh":                          # act'(a_t) for all t, made da_t in the loop
             xp.multiply(hs[1:], hs[1:], out=da_all)
@@ -68,7 +67,8 @@ class RNNKernel(Kernel):
             xp.sign(hs[1:], out=da_all)                         # relu: h_t >= 0, so 1 where h_t > 0, else 0
         xp.copyto(dh, d_final[0])
         reads_out, need_h0 = d_out is not None, need_parts[0]
-        add, matmul, multiply = xp.add, xp.matmul, xp.multiply
+        rows = _row_grads(xp, da_all, x, hs, ctx.params["weight_ih"], need_x, need_params)
+        add, matmul, multiply, done = xp.add, xp.matmul, xp.multiply, rows.done
         for t, da in plan.backward():
             if start is not None and t >= start:
                 mask = valid[t][:, None]
@@ -77,21 +77,36 @@ class RNNKernel(Kernel):
                 da *= dh
                 da *= mask
                 xp.copyto(dh, da @ w, where=mask)
+                done(t)
                 continue
             if reads_out:
                 add(dh, d_out[t], out=dh)
             multiply(da, dh, out=da)
             if t or need_h0:
                 matmul(da, w, out=dh)
-        grads = input_grads(da_all, x, ctx.params["weight_ih"], need_x, need_params["weight_ih"],
-                            needs_context(need_params))
-        if need_params["weight_hh"]:
-            grads["weight_hh"] = da_all.reshape(-1, da_all.shape[-1]).T @ hs[:-1].reshape(steps * batch, -1)
-        if need_params["bias_ih"] or need_params["bias_hh"]:
-            db = da_all.reshape(-1, da_all.shape[-1]).sum(axis=0)
-            grads["bias_ih"], grads["bias_hh"] = db, db
+            done(t)
+        grads = rows.grads
+        if "bias" in grads:
+            grads["bias_ih"] = grads["bias_hh"] = grads.pop("bias")
         dx = grads.pop("x", None)
         return dx, (dh.copy() if need_h0 else None,), grads
+
+
+def _row_grads(xp, da, x, hs, w_ih, need_x, need_params):
+    """The gradients summed over the rows of every step, from da (T, B, H): dx, dW_ih, dW_hh, the
+    bias (both biases' gradient) and the projected context's, those needed."""
+    rows = RowGrads(xp, x.shape[0], x.shape[1])
+    if need_x:
+        rows.times("x", da, w_ih)
+    if need_params["weight_ih"]:
+        rows.product("weight_ih", da, x)
+    if need_params["weight_hh"]:
+        rows.product("weight_hh", da, hs[:-1])
+    if need_params["bias_ih"] or need_params["bias_hh"]:
+        rows.total("bias", da)
+    if needs_context(need_params):
+        rows.step_total(PROJECTED_CONTEXT, da)
+    return rows
 
 
 class _Plan(KernelPlan):
