@@ -190,3 +190,25 @@ def test_row_gradients_summed_in_blocks_of_steps_equal_the_traced_step(device, m
         results.append([g.numpy() for g in tg.grad(loss, [x, context, *h0] + layer.parameters())])
     for got, expected in zip(results[1], results[0]):
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_gradients_a_kernel_hands_to_leaves_are_arrays_of_their_own(device, kind):
+    """A kernel's gradients become the leaves' .grad without a copy (Function.fresh_grads): no two
+    leaves share one array (b_ih and b_hh have the same gradient), none is a view of a kernel's
+    buffer, and a later call leaves an earlier call's gradients as they were."""
+    layer, _ = make_layers(kind, device)
+    x, h0, _ = inputs(kind, (4, 2), False, 0, device)
+    out, finals = call(layer, x, as_state(h0), None)
+    loss_of(out, finals, 0).backward()
+    grads = [t.grad.data for t in [x, *h0] + layer.parameters()]
+    kept = [np.array(tg.Tensor(g).numpy()) for g in grads]
+    for i, a in enumerate(grads):
+        for b in grads[i + 1:]:
+            assert a is not b and not np.shares_memory(tg.Tensor(a).numpy(), tg.Tensor(b).numpy())
+    layer.zero_grad()
+    x2, h2, _ = inputs(kind, (4, 2), False, 1, device)
+    out, finals = call(layer, x2, as_state(h2), None)
+    loss_of(out, finals, 1).backward()
+    for g, before in zip(grads, kept):
+        np.testing.assert_array_equal(tg.Tensor(g).numpy(), before)

@@ -182,7 +182,7 @@ def _run(roots, retain_graph, create_graph, capture):
                         data = inp.data
                         if create_graph or type(g) is not np.ndarray or g.shape != data.shape or g.dtype != data.dtype:
                             g = _checked_grad(node, i, data, g, create_graph)
-                        _deliver(inp, g, pending, buckets, leaves, create_graph, visit)
+                        _deliver(inp, g, pending, buckets, leaves, create_graph, visit, node.fresh_grads)
                         continue
                     parent, index = inp, in_index[i] if in_index else 0
                     try:
@@ -243,13 +243,14 @@ def _queue(buckets, node):
         bucket.append(node)
 
 
-def _deliver(t, g, pending, buckets, leaves, create_graph, visit):
-    """Add ``g`` to what ``t``'s node (queued on first use) or leaf has gathered."""
+def _deliver(t, g, pending, buckets, leaves, create_graph, visit, fresh=False):
+    """Add ``g`` to what ``t``'s node (queued on first use) or leaf has gathered; ``fresh``: g is
+    a new array no one else holds (see ``Function.fresh_grads``)."""
     node = t.grad_fn
     if node is None:
         entry = leaves.get(id(t))
         if entry is None:
-            leaves[id(t)] = [t, g, False]
+            leaves[id(t)] = [t, g, fresh and not create_graph]
         elif create_graph or not entry[2]:
             entry[1], entry[2] = entry[1] + g, not create_graph
         else:

@@ -182,6 +182,8 @@ class Function:
 
     differentiable = True     # False for ops with no gradient (comparisons): their outputs never require grad
     materialize_grads = True  # False: backward gets None (not zeros) for an output no gradient reached
+    fresh_grads = False       # True: backward's arrays are new, one per input, kept nowhere else, so a
+                              # leaf may take one as its .grad without a copy
     _graph_mode = False       # True while a create_graph backward runs this node
     _xp = np
     _stack = None             # where the node was created, under detect_anomaly

@@ -1148,7 +1148,9 @@ class KernelProgram:
         need_params = dict.fromkeys(self.names, False)
         need_params.update(zip(self.param_names, needs[1 + n:]))
         dx, d_parts, d_params = self.kernel.backward(ctx, d_out, d_final, needs[0], needs[1:1 + n], need_params)
-        return (dx,) + tuple(d_parts) + tuple(d_params.get(name) for name in self.param_names)
+        grads = (dx,) + tuple(d_parts) + tuple(d_params.get(name) for name in self.param_names)
+        ctx.fresh_grads = True          # the kernel's arrays are its own: one array per input (b_ih and b_hh
+        return _one_each(grads)         # share one gradient, so one of them gets a copy)
 
     def traced(self, ctx):
         """The traced :class:`Program` of the cell, on this node's own inputs."""
@@ -1179,6 +1181,17 @@ class KernelProgram:
 
     def graph_backward(self, ctx, grads):
         return self.traced(ctx).graph_backward(ctx, grads)
+
+
+def _one_each(grads):
+    """``grads`` with a copy in place of each array already given to an earlier input."""
+    seen, out = set(), []
+    for g in grads:
+        if g is not None and id(g) in seen:
+            g = g.copy()
+        seen.add(id(g))
+        out.append(g)
+    return tuple(out)
 
 
 def _same_objects(a, b):
