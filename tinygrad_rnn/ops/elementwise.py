@@ -6,6 +6,8 @@ a constant (its gradient slot is None).
 """
 import math
 
+import numpy as np
+
 from .. import backend
 from ..function import Function
 from ..tensor import Tensor
@@ -30,7 +32,9 @@ class Add(Function):
     def backward(ctx, g):
         na, nb = ctx.needs_input_grad
         sa, sb = ctx.shapes
-        return sum_to(g, sa) if na else None, sum_to(g, sb) if nb else None
+        shape = g.shape
+        return ((g if sa == shape else sum_to(g, sa)) if na else None,
+                (g if sb == shape else sum_to(g, sb)) if nb else None)
 
     @staticmethod
     def jvp(ctx, ta, tb):
@@ -66,7 +70,9 @@ class Mul(Function):
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
-        return sum_to(g * b, a.shape) if na else None, sum_to(g * a, b.shape) if nb else None
+        shape = g.shape
+        ga = (g * b if a.shape == shape else sum_to(g * b, a.shape)) if na else None
+        return ga, (g * a if b.shape == shape else sum_to(g * a, b.shape)) if nb else None
 
     @staticmethod
     def jvp(ctx, ta, tb):
@@ -270,8 +276,8 @@ class Tanh(Function):
 def sigmoid_array(a):
     """1 / (1 + e^-a), computed as (1 + tanh(a/2)) / 2 so it never overflows (in place on one
     new array)."""
-    xp = backend.get_array_module(a)
-    if getattr(a, "ndim", 0) == 0:
+    xp = np if type(a) is np.ndarray else backend.get_array_module(a)
+    if a.ndim == 0 if xp is np else getattr(a, "ndim", 0) == 0:
         return 0.5 * xp.tanh(0.5 * a) + 0.5
     half = backend.constant(0.5, a)
     out = xp.multiply(a, half)

@@ -12,24 +12,20 @@ class MatMul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        if a.ndim == 0 or b.ndim == 0:
-            raise ValueError(f"matmul: operands must have at least 1 dim, got shapes {a.shape} and {b.shape}")
-        k_a, k_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
-        if k_a != k_b:
-            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({k_a} != {k_b})")
-        if a.ndim > 2 or b.ndim > 2:
-            try:
-                np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-            except ValueError:
-                raise ValueError(f"matmul: batch dims of shapes {a.shape} and {b.shape} do not broadcast "
-                                 f"({a.shape[:-2]} vs {b.shape[:-2]})") from None
+        try:
+            out = backend.get_array_module(a).matmul(a, b)
+        except ValueError:
+            _check_operands(a, b)
+            raise
         ctx.save_for_backward(a, b)
-        return backend.get_array_module(a).matmul(a, b)
+        return out
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
+        if a.ndim == 2 and b.ndim == 2:
+            return _product(g, b.swapaxes(0, 1)) if na else None, _product(a.swapaxes(0, 1), g) if nb else None
         a2 = a.reshape((1, a.shape[0])) if a.ndim == 1 else a
         b2 = b.reshape((b.shape[0], 1)) if b.ndim == 1 else b
         if b.ndim == 1:
@@ -57,6 +53,20 @@ class MatMul(Function):
             tb = tb.reshape(tb.shape + (1,))
         t = add_tangents(None if ta is None else lift(ta, n) @ b2, None if tb is None else a2 @ lift(tb, n))
         return t.reshape(t.shape[:1] + ctx._out_arrays[0].shape)
+
+
+def _check_operands(a, b):
+    """Raise a clear error for operands that matmul refused."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least 1 dim, got shapes {a.shape} and {b.shape}")
+    k_a, k_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({k_a} != {k_b})")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dims of shapes {a.shape} and {b.shape} do not broadcast "
+                         f"({a.shape[:-2]} vs {b.shape[:-2]})") from None
 
 
 def _product(x, y):

@@ -1,5 +1,7 @@
 """Ops that move elements without changing them: reshape, transpose, broadcast,
 index, concatenate, split. Their backwards move the gradient back."""
+import functools
+
 from .. import backend
 from ..function import Function
 
@@ -192,18 +194,24 @@ class Concatenate(Function):
         return xp.concatenate(zero_filled(tangents, [a.shape for a in ctx.inputs], xp), axis=ctx.axis + 1)
 
 
+@functools.lru_cache(maxsize=256)
+def _split_indices(sizes, axis):
+    """The index of each piece of a split along ``axis`` into ``sizes``."""
+    lead = (slice(None),) * axis
+    indices, start = [], 0
+    for n in sizes:
+        indices.append(lead + (slice(start, start + n),))
+        start += n
+    return tuple(indices)
+
+
 class Split(Function):
     """Split along ``axis`` into pieces of the given sizes (one output each)."""
 
     @staticmethod
     def forward(ctx, a, sizes, axis):
         ctx.axis = axis
-        lead = (slice(None),) * (axis % a.ndim)
-        bounds, start = [], 0
-        for n in sizes:
-            bounds.append(slice(start, start + n))
-            start += n
-        return tuple(a[lead + (b,)] for b in bounds)
+        return tuple(a[index] for index in _split_indices(tuple(sizes), axis % a.ndim))
 
     @staticmethod
     def backward(ctx, *grads):
