@@ -128,19 +128,25 @@ def test_rtrl_equals_bptt_for_the_variants(device, name):
 
 
 @hyp(10)
-@given(kind=st.sampled_from(["rnn_tanh", "lstm", "gru", "peephole"]), fused=st.booleans(), num_layers=st.integers(1, 2),
+@given(kind=st.sampled_from(["rnn_tanh", "lstm", "gru", "peephole", "jordan"]), fused=st.booleans(),
+       num_layers=st.integers(1, 2),
        bidirectional=st.booleans(), batch_first=st.booleans(), steps=st.integers(1, 4), batch=st.integers(1, 3),
        which=st.sampled_from(["step", "final", "both"]), data=st.data(), seed=st.integers(0, 2**16))
 def test_rtrl_equals_bptt_for_layers(device, kind, fused, num_layers, bidirectional, batch_first, steps, batch,
                                      which, data, seed):
     """Layers of any depth, both directions, batch_first and variable lengths: RTRL's gradient is the
-    layer's own backward (run through the layer's public forward)."""
+    layer's own backward (run through the layer's public forward). The Jordan cell's output (2
+    features) is narrower than its state (3)."""
     rng = np.random.default_rng(seed)
     lengths = data.draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch), label="lengths")
     options = dict(num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first)
+    out_width = 2 if kind == "jordan" else 3
     if kind == "peephole":
         layer = tg.nn.Recurrent(lambda i, h: variants.PeepholeLSTMCell(i, h, device=device, dtype=tg.float64),
                                 2, 3, **options)
+    elif kind == "jordan":
+        layer = tg.nn.Recurrent(lambda i, h: variants.JordanCell(i, h, output_size=2, device=device,
+                                                                 dtype=tg.float64), 2, 3, **options)
     elif kind == "rnn_tanh":
         layer = tg.nn.RNN(2, 3, fused=fused, device=device, dtype=tg.float64, **options)
     else:
@@ -149,7 +155,7 @@ def test_rtrl_equals_bptt_for_layers(device, kind, fused, num_layers, bidirectio
     randomize(layer, rng, scale=0.6)
     x = tg.tensor(rng.standard_normal((batch, steps, 2) if batch_first else (steps, batch, 2)), dtype=tg.float64,
                   device=device)
-    width = 3 * (2 if bidirectional else 1)
+    width = out_width * (2 if bidirectional else 1)
     step_loss, final_loss = losses(rng, steps, batch, width, device, which)
     layer.zero_grad()
     out, final = layer(x, lengths=lengths)
@@ -237,3 +243,22 @@ def test_benchmark_quick_run_agrees_and_writes_json(tmp_path):
         gates = 1 if r["kind"] == "rnn" else 3
         assert r["P"] == gates * r["H"] * (r["I"] + r["H"] + 2)
     assert "BPTT ms" in proc.stdout and "RTRL MiB" in proc.stdout
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_rtrl_splits_a_bidirectional_layer_by_its_output_width(device, num_layers):
+    """A bidirectional layer of output-fed cells whose output (2 features) is narrower than the
+    state (3): each direction's loss gradient is its own 2 columns of the layer's output."""
+    rng = np.random.default_rng(9)
+    layer = tg.nn.Recurrent(lambda i, h: variants.JordanCell(i, h, output_size=2, device=device, dtype=tg.float64),
+                            2, 3, num_layers=num_layers, bidirectional=True)
+    randomize(layer, rng, scale=0.6)
+    x = tg.tensor(rng.standard_normal((4, 2, 2)), dtype=tg.float64, device=device)
+    step_loss, final_loss = losses(rng, 4, 2, 4, device, "both")
+    out, final = layer(x)
+    total = sum(step_loss(t, out[t]) for t in range(4)) + final_loss(final)
+    expected = dict(zip([name for name, _ in layer.named_parameters()],
+                        [g.numpy() for g in tg.grad(total, layer.parameters())]))
+    loss, grads = rtrl_gradients(layer, x, step_loss, final_loss)
+    assert abs(loss - total.item()) <= 1e-12 * max(abs(total.item()), 1.0)
+    assert_equal_gradients(grads, expected)

@@ -82,7 +82,8 @@ def rtrl_gradients(model, x, step_loss=None, final_loss=None, state=None, length
         outputs, tangents = [], []
         for d in range(directions):
             k = layer * directions + d
-            width = slice(d * cells[k].hidden_size, (d + 1) * cells[k].hidden_size) if directions > 1 else slice(None)
+            size = _output_size(cells[k])
+            width = slice(d * size, (d + 1) * size) if directions > 1 else slice(None)
             g_out = None if d_out is None or not last else d_out[..., width]
             out, t_out, final, t_final = _run_direction(cells[k], layer_input, input_tangent, initial[k], seeds,
                                                        lengths, d == 1, g_out, total_grad, keep=not last)
@@ -95,6 +96,12 @@ def rtrl_gradients(model, x, step_loss=None, final_loss=None, state=None, length
             layer_input = Tensor._make(xp.concatenate(outputs, axis=2), False, None, 0)
             input_tangent = xp.concatenate(tangents, axis=3)
     return loss, _unflatten(total_grad, names, params)
+
+
+def _output_size(cell):
+    """Features of the cell's output: its output_size (an output-fed cell's y), else hidden_size."""
+    size = getattr(cell, "output_size", None)
+    return cell.hidden_size if size is None else size
 
 
 def _run_direction(cell, x, x_tangent, state, seeds, lengths, reverse, g_out, total_grad, keep):
