@@ -454,3 +454,15 @@ def test_beam_search_is_exhaustive_search_over_teacher_forced_scores(context):
             if scores[k] / length > best:
                 best, best_seq = scores[k] / length, group[k]
         assert got[b] == [t for t in best_seq if t != EOS]
+
+
+def test_study_tools_refuse_a_layer_built_with_context():
+    """The study tools run a layer's cells themselves, without the context: on a layer built with
+    context_size they raise instead of studying a different computation."""
+    layer = make_layer("gru", 2, 3, context_size=2)
+    x = tensor(np.zeros((3, 2, 2)))
+    tools = [lambda: study.trace(layer, x), lambda: study.truncation.measure(layer, x, lambda out, final: out.sum()),
+             lambda: study.rtrl_gradients(layer, x, step_loss=lambda t, h: h.sum())]
+    for tool in tools:
+        with pytest.raises(ValueError, match="context_size=2"):
+            tool()
