@@ -10,7 +10,8 @@ stacked r | z | n:
 
 ``GRUCell.step`` is that, as graph ops; :class:`GRUKernel` is the whole sequence by
 hand on arrays (one tanh for r and z together, the projection of all steps in
-one matmul, dL/dW_hh in one matmul over all steps).
+one matmul, dL/dW_hh a matmul over the rows of a block of steps at a time, as the
+backward loop leaves them: :class:`~tinygrad_rnn.nn.kernels.RowGrads`).
 """
 from .. import backend, creation
 from .cells import GatedCell, GateLayout, project_input

@@ -18,7 +18,8 @@ GATES = GateLayout(h="tanh")
 
 class RNNKernel(Kernel):
     """All T steps of an Elman layer on arrays; backward da_t = dh_t act'(a_t),
-    dh_{t-1} = da_t W_hh, and dL/dW_hh = sum_t da_t^T h_{t-1} as one matmul. The buffers
+    dh_{t-1} = da_t W_hh, and dL/dW_hh = sum_t da_t^T h_{t-1} as a matmul per block of steps
+    (:class:`~tinygrad_rnn.nn.kernels.RowGrads`). The buffers
     and the views each step reads are a :class:`_Plan`, kept for the next call of the
     same shape (:class:`~tinygrad_rnn.nn.kernels.Plans`)."""
 
