@@ -212,3 +212,17 @@ def test_gradients_a_kernel_hands_to_leaves_are_arrays_of_their_own(device, kind
     loss_of(out, finals, 1).backward()
     for g, before in zip(grads, kept):
         np.testing.assert_array_equal(tg.Tensor(g).numpy(), before)
+
+
+def test_row_gradients_refuse_to_answer_before_step_0_is_summed():
+    """RowGrads.result() before the loop has reported step 0 would hand out partial sums."""
+    from tinygrad_rnn.nn.kernels import RowGrads
+    d = np.ones((4, 2, 3))
+    rows = RowGrads(np, 4, 2)
+    rows.total("bias_ih", d)
+    rows.done(2)
+    with pytest.raises(RuntimeError, match="never summed"):
+        rows.result()
+    rows.done(0)
+    _, grads = rows.result()
+    np.testing.assert_array_equal(grads["bias_ih"], np.full(3, 8.0))

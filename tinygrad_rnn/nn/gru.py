@@ -15,9 +15,9 @@ backward loop leaves them: :class:`~tinygrad_rnn.nn.kernels.RowGrads`).
 """
 from .. import backend, creation
 from .cells import GatedCell, GateLayout, project_input
-from .kernels import (PROJECTED_CONTEXT, KernelPlan, RowGrads, context_of, fresh_outputs, gate_scales, keep_plan,
-                      kept_plan, lease_plan, needs_context, plan_key, projection)
-from .trace_scan import Kernel, carry, masked_steps, named
+from .kernels import (KernelPlan, context_of, gate_scales, keep_plan, kept_plan, lease_plan, plan_key, projection,
+                      row_grads)
+from .trace_scan import Kernel, carry, fresh_outputs, masked_steps, named
 
 GATES = GateLayout(r="sigmoid", z="sigmoid", n="tanh")
 
@@ -93,7 +93,8 @@ class GRUKernel(Kernel):
         w_back[:n], w_back[n:] = w[2 * n:], w[:2 * n]           # rows n | r | z, as dq | dz_r | dz_z
         xp.copyto(dh, d_final[0])
         reads_out, need_h0 = d_out is not None, need_parts[0]
-        rows = _row_grads(xp, back.d, x, plan.hs, w_ih, need_x, need_params)
+        recurrent, d_input = back.d[..., :3 * n], back.d[..., n:]   # [dq, dz_r, dz_z]; [dz_r, dz_z, dp_n]
+        rows = row_grads(xp, x, plan.hs, w_ih, need_x, need_params, d_input, recurrent)
         add, matmul, multiply = xp.add, xp.matmul, xp.multiply
         for first, locals_of_chunk, steps_back in back.chunks:  # the last chunk first
             _local_derivatives(xp, *locals_of_chunk)
@@ -116,34 +117,11 @@ class GRUKernel(Kernel):
                     multiply(dh, z, out=dh)
                     add(dh, rec, out=dh)                        # dh_{t-1}
             rows.done(first)
-        grads = rows.grads
-        for name in ("weight_hh", "bias_hh"):
+        dx, grads = rows.result()
+        for name in ("weight_hh", "bias_hh"):           # rows n | r | z back to r | z | n
             if name in grads:
                 grads[name] = _rows_rzn(xp, grads[name], n)
-        dx = grads.pop("x", None)
         return dx, (dh.copy() if need_h0 else None,), grads
-
-
-def _row_grads(xp, d, x, hs, w_ih, need_x, need_params):
-    """The gradients summed over the rows of every step, from d (T, B, 4H) = dq | dz_r | dz_z |
-    dp_n: those of x, W_ih, b_ih and the projected context from [dz_r, dz_z, dp_n], those of
-    W_hh and b_hh from [dq, dz_r, dz_z] (rows n | r | z: see :func:`_rows_rzn`)."""
-    n = d.shape[2] // 4
-    recurrent, d_input = d[..., :3 * n], d[..., n:]
-    rows = RowGrads(xp, x.shape[0], x.shape[1])
-    if need_x:
-        rows.times("x", d_input, w_ih)
-    if need_params["weight_ih"]:
-        rows.product("weight_ih", d_input, x)
-    if need_params["weight_hh"]:
-        rows.product("weight_hh", recurrent, hs[:-1])
-    if need_params["bias_ih"]:
-        rows.total("bias_ih", d_input)
-    if need_params["bias_hh"]:
-        rows.total("bias_hh", recurrent)
-    if needs_context(need_params):
-        rows.step_total(PROJECTED_CONTEXT, d_input)
-    return rows
 
 
 def _rows_rzn(xp, g, n):

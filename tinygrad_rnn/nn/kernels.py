@@ -204,9 +204,10 @@ class RowGrads:
 
     Each is a matmul or a sum over the rows of a block of steps (``done(t)``, called as the
     loop going back finishes step t), summed over the blocks: a block of d is
-    read while the loop has just left it in cache. At T = 10,000 (B = 16, G*H = 256) that is
-    1.4x faster than one matmul each over all T*B rows, which reads the 160 MB of d from
-    memory once per gradient (timed with ``benchmarks/rnn_step.py --configs 10000x16x64x64``).
+    read while the loop has just left it in cache. Timed on the arrays alone at T = 10,000
+    (B = 16, G*H = 256, one BLAS thread), that took 199 ms in blocks of 512 rows against 284 ms
+    for one matmul each over all T*B rows, which reads the 160 MB of d from memory once per
+    gradient; ``benchmarks/rnn_step.py --configs 10000x16x64x64`` times the whole step.
 
     ``product(name, d, operand)``: name = d^T operand; ``total(name, d)``: the sum of d's rows;
     ``step_total(name, d)``: the sum over the steps, (B, G*H); ``times(name, d, w)``: name =
@@ -214,7 +215,7 @@ class RowGrads:
 
     def __init__(self, xp, steps, batch):
         self.xp = xp
-        self.terms, self.grads = [], {}
+        self.terms, self.grads, self.aliases = [], {}, {}
         self.summed_from = steps                # the steps from here on are summed
         self.block_steps = max(1, _BLOCK_ROWS // batch)
 
@@ -242,6 +243,41 @@ class RowGrads:
                     self.grads[name] = part if total is None else self.xp.add(total, part, out=total)
             self.summed_from = first
 
+    def result(self):
+        """(dL/dx or None, {name: gradient}) once the loop has finished step 0."""
+        if self.summed_from != 0:
+            raise RuntimeError(f"RowGrads: steps 0..{self.summed_from - 1} were never summed (done(0) not called)")
+        grads = dict(self.grads)
+        for name, same in self.aliases.items():
+            grads[name] = grads[same]
+        return grads.pop("x", None), grads
+
+
+def row_grads(xp, x, hs, w_ih, need_x, need_params, d, recurrent=None):
+    """A kernel's :class:`RowGrads`, those ``need_params`` asks for: from d (T, B, P), the
+    gradient at what the input side feeds, dx, dW_ih, b_ih's and the projected context's; from
+    ``recurrent`` (T, B, P'), the gradient at what the recurrent side feeds (d itself when None),
+    dW_hh = recurrent^T h_{t-1} (hs (T+1, B, H)) and b_hh's. With one d for both sides, b_ih and
+    b_hh have one gradient, summed once."""
+    rows = RowGrads(xp, x.shape[0], x.shape[1])
+    if need_x:
+        rows.times("x", d, w_ih)
+    if need_params["weight_ih"]:
+        rows.product("weight_ih", d, x)
+    if need_params["weight_hh"]:
+        rows.product("weight_hh", d if recurrent is None else recurrent, hs[:-1])
+    if recurrent is None and (need_params["bias_ih"] or need_params["bias_hh"]):
+        rows.total("bias_ih", d)
+        rows.aliases["bias_hh"] = "bias_ih"
+    elif recurrent is not None:
+        if need_params["bias_ih"]:
+            rows.total("bias_ih", d)
+        if need_params["bias_hh"]:
+            rows.total("bias_hh", recurrent)
+    if needs_context(need_params):
+        rows.step_total(PROJECTED_CONTEXT, d)
+    return rows
+
 
 def _rows(a):
     """a (S, B, ...) as rows (S*B, ...)."""
@@ -256,13 +292,3 @@ def context_of(params):
 def needs_context(need_params):
     """Whether the projected context (if the kernel has one) needs a gradient."""
     return need_params.get(PROJECTED_CONTEXT, False)
-
-
-def fresh_outputs(xp, states, valid, start):
-    """The outputs (T, B, H) of a layer whose states (T+1, B, H) live in a plan: a copy of
-    states[1:], zero where ``valid`` is False (``start``: the first step where a row has ended)."""
-    out = states[1:].copy()
-    if start is not None:
-        m = valid[start:].reshape(valid[start:].shape + (1,) * (out.ndim - 2))
-        out[start:] = xp.where(m, out[start:], 0)
-    return out

@@ -20,9 +20,9 @@ shows what it still pays over the traced step.
 from .. import backend
 from ..function import graph_retained
 from .cells import GatedCell, GateLayout
-from .kernels import (PROJECTED_CONTEXT, KernelPlan, RowGrads, context_of, fresh_outputs, gate_scales, keep_plan,
-                      kept_plan, lease_plan, needs_context, plan_key, projection)
-from .trace_scan import Kernel, carry, masked_steps
+from .kernels import (KernelPlan, context_of, gate_scales, keep_plan, kept_plan, lease_plan, plan_key, projection,
+                      row_grads)
+from .trace_scan import Kernel, carry, fresh_outputs, masked_steps
 
 GATES = GateLayout(i="sigmoid", f="sigmoid", g="tanh", o="sigmoid")
 _CHUNK = 1 << 15            # elements per gate in a chunk of steps of the backward pass
@@ -40,8 +40,9 @@ class LSTMKernel(Kernel):
     reaches them (while they are in cache: computed for all T at once, they cost per step
     3x more at T = 10,000 than at T = 100); dL/dW_hh, dL/dW_ih, dL/db and dL/dx are a matmul
     or a sum over the T*B rows of dz, taken a block of steps at a time as the loop leaves it
-    (:class:`~tinygrad_rnn.nn.kernels.RowGrads`). The buffers and the views each step reads are a :class:`_Plan`,
-    kept for the next call of the same shape (:class:`~tinygrad_rnn.nn.kernels.Plans`)."""
+    (:class:`~tinygrad_rnn.nn.kernels.RowGrads`). The buffers and the views each step reads
+    are a :class:`_Plan`, kept for the next call of the same shape
+    (:class:`~tinygrad_rnn.nn.kernels.Plans`)."""
 
     takes_context = True        # a projected context among its parameters is added at every step
 
@@ -95,7 +96,7 @@ class LSTMKernel(Kernel):
         xp.copyto(dh, d_final[0])
         xp.copyto(dc, d_final[1])
         reads_out, need_h0 = d_out is not None, need_parts[0]  # reads_out False when only h_n, c_n are used
-        rows = _row_grads(xp, back.dz, x, plan.hs, w_ih, need_x, need_params)
+        rows = row_grads(xp, x, plan.hs, w_ih, need_x, need_params, back.dz)
         add, matmul, multiply = xp.add, xp.matmul, xp.multiply
         for (first, stop), locals_of_chunk, steps_back in back.chunks:   # the last chunk first: its local
             _local_derivatives(xp, *locals_of_chunk)                    # derivatives stay in cache for its loop
@@ -114,28 +115,8 @@ class LSTMKernel(Kernel):
                 if t or need_h0:
                     matmul(dz_rows, w, out=dh)               # dh_{t-1}
             rows.done(first)
-        grads = rows.grads
-        if "bias" in grads:
-            grads["bias_ih"] = grads["bias_hh"] = grads.pop("bias")
-        dx = grads.pop("x", None)
+        dx, grads = rows.result()
         return dx, (dh.copy() if need_h0 else None, dc.copy() if need_parts[1] else None), grads
-
-
-def _row_grads(xp, dz, x, hs, w_ih, need_x, need_params):
-    """The gradients summed over the rows of every step, from dz (T, B, 4H): dx, dW_ih, dW_hh,
-    the bias (both biases' gradient) and the projected context's, those needed."""
-    rows = RowGrads(xp, x.shape[0], x.shape[1])
-    if need_x:
-        rows.times("x", dz, w_ih)
-    if need_params["weight_ih"]:
-        rows.product("weight_ih", dz, x)
-    if need_params["weight_hh"]:
-        rows.product("weight_hh", dz, hs[:-1])
-    if need_params["bias_ih"] or need_params["bias_hh"]:
-        rows.total("bias", dz)
-    if needs_context(need_params):
-        rows.step_total(PROJECTED_CONTEXT, dz)
-    return rows
 
 
 def _masked_step(xp, mask, d_out_t, w, back, views):

@@ -9,9 +9,8 @@ in-place activation.
 """
 from .. import backend
 from .cells import GatedCell, GateLayout
-from .kernels import (PROJECTED_CONTEXT, KernelPlan, RowGrads, context_of, fresh_outputs, keep_plan, kept_plan,
-                      lease_plan, needs_context, plan_key, projection)
-from .trace_scan import Kernel, carry, masked_steps, named
+from .kernels import KernelPlan, context_of, keep_plan, kept_plan, lease_plan, plan_key, projection, row_grads
+from .trace_scan import Kernel, carry, fresh_outputs, masked_steps, named
 
 GATES = GateLayout(h="tanh")
 
@@ -19,9 +18,9 @@ GATES = GateLayout(h="tanh")
 class RNNKernel(Kernel):
     """All T steps of an Elman layer on arrays; backward da_t = dh_t act'(a_t),
     dh_{t-1} = da_t W_hh, and dL/dW_hh = sum_t da_t^T h_{t-1} as a matmul per block of steps
-    (:class:`~tinygrad_rnn.nn.kernels.RowGrads`). The buffers
-    and the views each step reads are a :class:`_Plan`, kept for the next call of the
-    same shape (:class:`~tinygrad_rnn.nn.kernels.Plans`)."""
+    (:class:`~tinygrad_rnn.nn.kernels.RowGrads`). The buffers and the views each step reads
+    are a :class:`_Plan`, kept for the next call of the same shape
+    (:class:`~tinygrad_rnn.nn.kernels.Plans`)."""
 
     takes_context = True        # a projected context among its parameters is added at every step
 
@@ -68,7 +67,7 @@ class RNNKernel(Kernel):
             xp.sign(hs[1:], out=da_all)                         # relu: h_t >= 0, so 1 where h_t > 0, else 0
         xp.copyto(dh, d_final[0])
         reads_out, need_h0 = d_out is not None, need_parts[0]
-        rows = _row_grads(xp, da_all, x, hs, ctx.params["weight_ih"], need_x, need_params)
+        rows = row_grads(xp, x, hs, ctx.params["weight_ih"], need_x, need_params, da_all)
         add, matmul, multiply, done = xp.add, xp.matmul, xp.multiply, rows.done
         for t, da in plan.backward():
             if start is not None and t >= start:
@@ -86,28 +85,8 @@ class RNNKernel(Kernel):
             if t or need_h0:
                 matmul(da, w, out=dh)
             done(t)
-        grads = rows.grads
-        if "bias" in grads:
-            grads["bias_ih"] = grads["bias_hh"] = grads.pop("bias")
-        dx = grads.pop("x", None)
+        dx, grads = rows.result()
         return dx, (dh.copy() if need_h0 else None,), grads
-
-
-def _row_grads(xp, da, x, hs, w_ih, need_x, need_params):
-    """The gradients summed over the rows of every step, from da (T, B, H): dx, dW_ih, dW_hh, the
-    bias (both biases' gradient) and the projected context's, those needed."""
-    rows = RowGrads(xp, x.shape[0], x.shape[1])
-    if need_x:
-        rows.times("x", da, w_ih)
-    if need_params["weight_ih"]:
-        rows.product("weight_ih", da, x)
-    if need_params["weight_hh"]:
-        rows.product("weight_hh", da, hs[:-1])
-    if need_params["bias_ih"] or need_params["bias_hh"]:
-        rows.total("bias", da)
-    if needs_context(need_params):
-        rows.step_total(PROJECTED_CONTEXT, da)
-    return rows
 
 
 class _Plan(KernelPlan):

@@ -1050,6 +1050,13 @@ def mask_outputs(xp, outputs, valid, start):
     return out
 
 
+def fresh_outputs(xp, states, valid, start):
+    """The outputs of a kernel whose states (T+1, B, H) live in a plan it reuses: states[1:]
+    masked as :func:`mask_outputs` does, always a new array."""
+    out = mask_outputs(xp, states[1:], valid, start)
+    return out.copy() if start is None else out
+
+
 # ------------------------------------------------------------------ the node
 class Scan(Function):
     """All T steps of a traced cell as one node: inputs x (T, B, I), the initial state
