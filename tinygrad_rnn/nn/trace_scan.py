@@ -348,13 +348,18 @@ class Program:
         """The loop segment as a Python function, generated once per program and device kind:
         its registers are local variables and each op a direct call of its class's ``forward``,
         so that a step costs its ops and little else. :attr:`loop_source` shows it."""
+        return self._generated(gpu, lambda: _loop_source(self, gpu), "traced loop")
+
+    def _generated(self, key, make_source, what):
+        """The function ``loop`` of the source ``make_source()`` gives, compiled once per ``key``
+        and kept in the program's cache (shared with programs that adopt it)."""
         cache = self.__dict__.setdefault("_compiled", {})
-        if gpu not in cache:
-            source, names = _loop_source(self, gpu)
+        if key not in cache:
+            source, names = make_source()
             scope = dict(names)
-            exec(compile(source, f"<traced loop of {type(self.cell).__name__}>", "exec"), scope)
-            cache[gpu] = scope["loop"]
-        return cache[gpu]
+            exec(compile(source, f"<{what} of {type(self.cell).__name__}>", "exec"), scope)
+            cache[key] = scope["loop"]
+        return cache[key]
 
     @property
     def loop_source(self):
@@ -444,14 +449,7 @@ class Program:
     def compiled_backward(self, needs):
         """The loop segment's backward as a generated Python function (see :func:`_backward_source`),
         one per pattern of ``needs`` (which arguments of each op a gradient goes to)."""
-        cache = self.__dict__.setdefault("_compiled", {})
-        key = ("backward", needs)
-        if key not in cache:
-            source, names = _backward_source(self)
-            scope = dict(names)
-            exec(compile(source, f"<traced backward of {type(self.cell).__name__}>", "exec"), scope)
-            cache[key] = scope["loop"]
-        return cache[key]
+        return self._generated(("backward", needs), lambda: _backward_source(self), "traced backward")
 
     def _deferred_backward(self, node, ins, operands, gs, grads, xp):
         """The loop-invariant operand's gradient of a matmul, from all steps at once:

@@ -6,8 +6,6 @@ a constant (its gradient slot is None).
 """
 import math
 
-import numpy as np
-
 from .. import backend
 from ..function import Function
 from ..tensor import Tensor
@@ -276,8 +274,8 @@ class Tanh(Function):
 def sigmoid_array(a):
     """1 / (1 + e^-a), computed as (1 + tanh(a/2)) / 2 so it never overflows (in place on one
     new array)."""
-    xp = np if type(a) is np.ndarray else backend.get_array_module(a)
-    if a.ndim == 0 if xp is np else getattr(a, "ndim", 0) == 0:
+    xp = backend.get_array_module(a)
+    if getattr(a, "ndim", 0) == 0:
         return 0.5 * xp.tanh(0.5 * a) + 0.5
     half = backend.constant(0.5, a)
     out = xp.multiply(a, half)

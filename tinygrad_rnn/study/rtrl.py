@@ -29,7 +29,7 @@ from ..nn.cells import RecurrentCell
 from ..nn.recurrent import Recurrent, check_lengths, unroll
 from ..tensor import Tensor
 from .forward_mode import jvp
-from .tracing import model_cells, time_major
+from .tracing import refuse_context, time_major
 
 
 def rtrl_gradients(model, x, step_loss=None, final_loss=None, state=None, lengths=None):
@@ -274,8 +274,7 @@ def _check(model, x, step_loss, final_loss, name):
     if isinstance(model, Recurrent) and model.dropout and model.training:
         raise ValueError(f"{name}: the layer has dropout={model.dropout} and is training, so every run draws new "
                          "masks; call model.eval() first")
-    if isinstance(model, Recurrent):
-        model_cells(model, name)                # refuses a layer built with context_size
+    refuse_context(model, name)
     batch_first = isinstance(model, Recurrent) and model.batch_first
     layout = "(B, T, input_size" if batch_first else "(T, B, input_size"
     if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != model.input_size:

@@ -125,10 +125,16 @@ def model_cells(model, name):
     if not isinstance(model, Recurrent):
         raise TypeError(f"{name}: expected an nn.RecurrentCell or an nn.Recurrent layer (RNN, LSTM, GRU), "
                         f"got {type(model).__name__}")
-    if model.context_size is not None:
+    refuse_context(model, name)
+    return model.cells()
+
+
+def refuse_context(model, name):
+    """Raise for a layer built with ``context_size``: the study tools run its cells themselves,
+    without the context, so they would study a different computation."""
+    if isinstance(model, Recurrent) and model.context_size is not None:
         raise ValueError(f"{name}: the layer was built with context_size={model.context_size}, and the study "
                          "tools run its cells without the context; study a layer without context_size")
-    return model.cells()
 
 
 def check_input(model, cells, x, name):
